@@ -1,0 +1,74 @@
+"""Logistic conditioner: one masked linear map from earlier elements to parameters.
+
+``params[e] = b[e] + sum_f (W[e] * M[e])_f feats_f (+ V[e] context)``, where
+``M[e, f] = 1`` iff feature ``f`` belongs to an allowed input of ``e`` (earlier step,
+declared parent). With a Bernoulli head this is FVSBN, with a Categorical head softmax
+regression, with a Gaussian head a linear-Gaussian AR model. Each element has its own
+weights (the conditioner cannot share them); the mask is applied once per call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float
+
+from ..heads import Head
+from .base import Conditioner, ConditionalSpec, ConditionerContext
+
+
+@dataclasses.dataclass(frozen=True)
+class Logistic(ConditionalSpec):
+    """Masked linear conditioner.
+
+    Attributes:
+        parents: parent variable names, or ``None`` for every earlier element.
+        head: the head; ``None`` picks Bernoulli / Categorical / Gaussian from the variable.
+    """
+
+    parents: tuple[str, ...] | None = None
+    head: Head | None = None
+    kind: ClassVar[str] = "logistic"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.parents, str):
+            object.__setattr__(self, "parents", (self.parents,))
+        elif self.parents is not None:
+            object.__setattr__(self, "parents", tuple(self.parents))
+
+    def build(self, ctx: ConditionerContext, *, key=None) -> "LogisticConditioner":
+        n, p = ctx.num_outputs, ctx.head.num_params
+        f = ctx.layout.num_features
+        dtype = jnp.result_type(float)
+        return LogisticConditioner(
+            weight=jnp.zeros((n, p, f), dtype),
+            bias=jnp.zeros((n, p), dtype),
+            context_weight=jnp.zeros((n, p, ctx.context_size), dtype) if ctx.context_size else None,
+            mask=jnp.asarray(ctx.feature_allowed)[:, None, :],
+        )
+
+
+class LogisticConditioner(Conditioner):
+    weight: Float[Array, "n p f"]
+    bias: Float[Array, "n p"]
+    context_weight: Float[Array, "n p c"] | None
+    mask: Bool[Array, "n 1 f"]
+
+    def _linear(self, weight, mask, bias, context_weight, feats, context):
+        out = bias + jnp.einsum("npf,f->np", jnp.where(mask, weight, 0.0), feats)
+        if context_weight is not None:
+            out = out + jnp.einsum("npc,c->np", context_weight, context)
+        return out
+
+    def __call__(self, x, feats, context):
+        return self._linear(self.weight, self.mask, self.bias, self.context_weight, feats, context)
+
+    def step(self, cache, x, feats, context, s, rows):
+        take = lambda a: None if a is None else jnp.take(a, rows, axis=0, mode="clip")
+        params = self._linear(
+            take(self.weight), take(self.mask), take(self.bias), take(self.context_weight), feats, context
+        )
+        return params, cache

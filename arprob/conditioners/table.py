@@ -1,0 +1,200 @@
+"""Conditional probability tables over declared parents, fitted by counting.
+
+Element ``e`` with parent elements ``p_1..p_r`` (cardinalities ``k_1..k_r``) owns
+``prod k_j`` rows; its row for parent values ``v`` is ``offset[e] + sum_j v_j * stride_j``
+with mixed-radix strides (the last parent varies fastest, like a C-ordered CPT of shape
+``(k_1, ..., k_r, k)``). Fitting with a symmetric Dirichlet(``prior``) prior gives
+``p(x=j | row) = (count[row, j] + prior) / (count[row] + k * prior)``; a row with no
+data and ``prior=0`` is uniform.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+from ..errors import SpecError
+from ..heads import Categorical, Head
+from ..masks import parent_elements
+from ..spec.layout import ElementLayout, Steps
+from ..spec.variables import Variable
+from .base import Conditioner, ConditionalSpec, ConditionerContext
+
+MAX_TABLE_CELLS = 2**24
+
+
+def _as_nested_tuple(a: np.ndarray):
+    return tuple(_as_nested_tuple(r) for r in a) if a.ndim > 1 else tuple(float(v) for v in a)
+
+
+@dataclasses.dataclass(frozen=True)
+class Table(ConditionalSpec):
+    """A conditional probability table for a discrete variable.
+
+    Attributes:
+        parents: parent variable names (discrete, all earlier in the ordering). ``None``
+            means *every earlier element* (the full chain rule; feasible for tiny models).
+        prior: symmetric Dirichlet concentration used when fitting by counting
+            (1 = Laplace smoothing, 0 = maximum likelihood).
+        cpt: optional fixed table of shape ``(*parent_shapes, k)`` (parents in listed
+            order, each flattened in C order); rows must sum to one. A given CPT is not
+            refitted by ``fit``.
+    """
+
+    parents: tuple[str, ...] | None = None
+    prior: float = 1.0
+    cpt: tuple | None = None
+    kind: ClassVar[str] = "table"
+
+    def __post_init__(self) -> None:
+        if self.parents is not None:
+            if isinstance(self.parents, str):
+                object.__setattr__(self, "parents", (self.parents,))
+            object.__setattr__(self, "parents", tuple(self.parents))
+        if not (isinstance(self.prior, (int, float)) and self.prior >= 0 and math.isfinite(self.prior)):
+            raise SpecError(f"Table prior must be a finite number >= 0; got {self.prior!r}.")
+        if self.cpt is not None:
+            object.__setattr__(self, "cpt", _as_nested_tuple(np.asarray(self.cpt, dtype=np.float64)))
+
+    def bind_head(self, variable: Variable) -> Head:
+        if not variable.is_discrete:
+            raise SpecError(f"Table for {variable.name!r}: tables need a discrete variable; it is {variable.kind}.")
+        return Categorical().bind(variable)
+
+    def validate(self, variable: Variable, layout: ElementLayout, steps: Steps, context_size: int) -> None:
+        self.bind_head(variable)
+        if self.parents is not None:
+            for p in self.parents:
+                pv = layout.variables[layout.index_of(p)]
+                if not pv.is_discrete:
+                    raise SpecError(
+                        f"Table for {variable.name!r} has parent {p!r}, which is {pv.kind}; table parents must "
+                        "be discrete (use Logistic for real parents)."
+                    )
+        elements = layout.elements_of(variable.name)
+        cells = sum(r for r in self._rows_per_element(layout, steps, elements)) * variable.num_values
+        if cells > MAX_TABLE_CELLS:
+            raise SpecError(
+                f"Table for {variable.name!r} would need {cells} cells (> {MAX_TABLE_CELLS}); declare fewer "
+                "parents or use Logistic or a neural conditioner."
+            )
+        if self.cpt is not None:
+            self._checked_cpt(variable, layout)
+
+    def _parents_of(self, layout: ElementLayout, steps: Steps, e: int) -> np.ndarray:
+        if self.parents is not None:
+            return parent_elements(layout, self.parents)
+        return np.flatnonzero(steps.step < steps.step[e])
+
+    def _rows_per_element(self, layout, steps, elements) -> list[int]:
+        rows = []
+        for e in elements:
+            cards = layout.num_values[self._parents_of(layout, steps, int(e))]
+            if np.any(cards == 0):
+                real = self._parents_of(layout, steps, int(e))[cards == 0][0]
+                raise SpecError(
+                    f"Table for {layout.variables[layout.var_index[e]].name!r}: element "
+                    f"{layout.describe_element(int(real))} is real and earlier; a table over every earlier "
+                    "element needs discrete elements only (declare discrete parents)."
+                )
+            rows.append(math.prod(int(k) for k in cards))
+        return rows
+
+    def _checked_cpt(self, variable: Variable, layout: ElementLayout) -> np.ndarray:
+        cpt = np.asarray(self.cpt, dtype=np.float64)
+        if self.parents is None:
+            raise SpecError(f"Table for {variable.name!r}: a fixed cpt needs explicit parents (use parents=[]).")
+        cards = tuple(int(k) for k in layout.num_values[parent_elements(layout, self.parents)])
+        expected = (*cards, variable.num_values)
+        if cpt.shape != expected:
+            raise SpecError(
+                f"Table for {variable.name!r}: expected a cpt of shape {expected} (parents {list(self.parents)}, "
+                f"then {variable.num_values} values); got {cpt.shape}."
+            )
+        flat = cpt.reshape(-1, variable.num_values)
+        for r, row in enumerate(flat):
+            config = np.unravel_index(r, cards) if cards else ()
+            if not np.all(np.isfinite(row)) or np.any(row < 0):
+                raise SpecError(
+                    f"Table for {variable.name!r}: cpt row for parent values {tuple(int(c) for c in config)} has "
+                    f"a negative or non-finite entry: {row.tolist()}."
+                )
+            if abs(row.sum() - 1.0) > 1e-6:
+                raise SpecError(
+                    f"Table for {variable.name!r}: cpt row for parent values {tuple(int(c) for c in config)} sums "
+                    f"to {row.sum():.8g}, not 1."
+                )
+        return flat
+
+    def build(self, ctx: ConditionerContext, *, key=None) -> "TableConditioner":
+        layout, steps = ctx.layout, ctx.steps
+        k = ctx.variable.num_values
+        strides = np.zeros((ctx.num_outputs, layout.num_elements), dtype=np.int32)
+        offsets = np.zeros(ctx.num_outputs, dtype=np.int32)
+        total = 0
+        for i, e in enumerate(ctx.elements):
+            parents = self._parents_of(layout, steps, int(e))
+            cards = layout.num_values[parents]
+            radix = np.concatenate([np.cumprod(cards[::-1])[::-1][1:], [1]]) if len(cards) else np.zeros(0)
+            strides[i, parents] = radix
+            offsets[i] = total
+            total += math.prod(int(c) for c in cards)
+        if self.cpt is not None:
+            flat = self._checked_cpt(ctx.variable, layout)
+            with np.errstate(divide="ignore"):
+                log_probs = np.log(np.tile(flat, (ctx.num_outputs, 1)))
+        else:
+            log_probs = np.full((total, k), -math.log(k))
+        return TableConditioner(
+            log_probs=jnp.asarray(log_probs, dtype=jnp.result_type(float)),
+            strides=jnp.asarray(strides),
+            offsets=jnp.asarray(offsets),
+            elements=jnp.asarray(ctx.elements, dtype=jnp.int32),
+            prior=float(self.prior),
+            fixed=self.cpt is not None,
+        )
+
+
+class TableConditioner(Conditioner):
+    """Runtime table: ``log_probs[row(e, x)]`` are the logits of element ``e``."""
+
+    log_probs: Float[Array, "rows k"]
+    strides: Int[Array, "n d"]
+    offsets: Int[Array, " n"]
+    elements: Int[Array, " n"]
+    prior: float = eqx.field(static=True)
+    fixed: bool = eqx.field(static=True)
+    trainable: ClassVar[bool] = False
+
+    def rows(self, x: Float[Array, " d"]) -> Int[Array, " n"]:
+        return self.offsets + self.strides @ x.astype(jnp.int32)
+
+    def __call__(self, x, feats, context):
+        return self.log_probs[self.rows(x)]
+
+    def step(self, cache, x, feats, context, s, rows):
+        picked = jnp.take(self.rows(x), rows, mode="clip")
+        return self.log_probs[picked], cache
+
+    def counts(self, x: Float[Array, "b d"]) -> Float[Array, "rows k"]:
+        """Counts of (row, value) pairs in a batch of flat data."""
+        import jax
+
+        rows = jax.vmap(self.rows)(x).reshape(-1)
+        values = x[:, self.elements].astype(jnp.int32).reshape(-1)
+        return jnp.zeros(self.log_probs.shape, self.log_probs.dtype).at[rows, values].add(1.0)
+
+    def with_counts(self, counts: Float[Array, "rows k"]) -> "TableConditioner":
+        """The posterior-mean table under a symmetric Dirichlet(prior); fixed CPTs are kept."""
+        if self.fixed:
+            return self
+        k = counts.shape[-1]
+        total = counts.sum(-1, keepdims=True) + k * self.prior
+        probs = jnp.where(total > 0, (counts + self.prior) / jnp.where(total > 0, total, 1.0), 1.0 / k)
+        return eqx.tree_at(lambda t: t.log_probs, self, jnp.log(probs))

@@ -1,0 +1,9 @@
+"""Heads: the distribution of an element given its parameters."""
+
+from .base import Head as Head
+from .simple import Bernoulli as Bernoulli
+from .simple import Categorical as Categorical
+from .simple import Gaussian as Gaussian
+from .simple import default_head as default_head
+
+HEAD_KINDS: dict[str, type[Head]] = {cls.kind: cls for cls in (Bernoulli, Categorical, Gaussian)}

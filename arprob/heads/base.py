@@ -1,0 +1,62 @@
+"""Heads: the distribution of one element given its parameter vector.
+
+A head is a frozen, array-free description. It is unbatched over the batch axis but
+works on all the elements of a component at once:
+
+- ``log_prob(params: (n, P), values: (n,)) -> (n,)``
+- ``sample(key, params: (m, P)) -> (m,)``
+
+``bind(variable)`` returns a copy with sizes filled from the variable and raises if
+the head cannot model that variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import jax
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ..errors import SpecError
+from ..spec.variables import Variable
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """Base class of heads."""
+
+    category: ClassVar[str] = "head"
+    kind: ClassVar[str] = "head"
+    supports: ClassVar[tuple[str, ...]] = ()
+
+    def bind(self, variable: Variable) -> "Head":
+        if variable.kind not in self.supports:
+            raise SpecError(
+                f"Variable {variable.name!r} is {variable.kind}; head {type(self).__name__} models "
+                f"{' or '.join(self.supports)} variables."
+            )
+        return self
+
+    @property
+    def num_params(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def is_discrete(self) -> bool:
+        return True
+
+    def log_prob(self, params: Float[Array, "n p"], values: Float[Array, " n"]) -> Float[Array, " n"]:
+        raise NotImplementedError
+
+    def sample(self, key: PRNGKeyArray, params: Float[Array, "m p"]) -> Float[Array, " m"]:
+        raise NotImplementedError
+
+    def split_params(self, params: Float[Array, "n p"]) -> dict[str, Float[Array, "n ..."]]:
+        """Named views of the parameter vector (for users and tests)."""
+        return {"params": params}
+
+
+def categorical_draw(key: PRNGKeyArray, logits: Float[Array, "m k"]) -> Float[Array, " m"]:
+    """One categorical draw per row (Gumbel-max via ``jax.random.categorical``)."""
+    return jax.random.categorical(key, logits, axis=-1).astype(logits.dtype)

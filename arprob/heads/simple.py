@@ -1,0 +1,112 @@
+"""Bernoulli, Categorical and Gaussian heads."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+
+from ..errors import SpecError
+from ..spec.variables import Variable
+from .base import Head, categorical_draw
+
+
+@dataclasses.dataclass(frozen=True)
+class Bernoulli(Head):
+    """``p(x=1) = sigmoid(logit)``; one parameter. ``log p(x) = x*l - softplus(l)``."""
+
+    kind: ClassVar[str] = "bernoulli"
+    supports: ClassVar[tuple[str, ...]] = ("binary",)
+
+    @property
+    def num_params(self) -> int:
+        return 1
+
+    def log_prob(self, params, values):
+        logit = params[:, 0]
+        return values * logit - jax.nn.softplus(logit)
+
+    def sample(self, key, params):
+        logit = params[:, 0]
+        return (jax.random.uniform(key, logit.shape, logit.dtype) < jax.nn.sigmoid(logit)).astype(logit.dtype)
+
+    def split_params(self, params):
+        return {"logit": params[:, 0]}
+
+
+@dataclasses.dataclass(frozen=True)
+class Categorical(Head):
+    """``p(x=j) = softmax(logits)_j`` over ``num_classes`` values."""
+
+    num_classes: int | None = None
+    kind: ClassVar[str] = "categorical"
+    supports: ClassVar[tuple[str, ...]] = ("binary", "categorical", "ordinal")
+
+    def bind(self, variable: Variable) -> "Categorical":
+        super().bind(variable)
+        if self.num_classes is not None and self.num_classes != variable.num_values:
+            raise SpecError(
+                f"Variable {variable.name!r} has {variable.num_values} values; the Categorical head "
+                f"was declared with num_classes={self.num_classes}."
+            )
+        return dataclasses.replace(self, num_classes=variable.num_values)
+
+    @property
+    def num_params(self) -> int:
+        if self.num_classes is None:
+            raise SpecError("Categorical head is unbound: its number of classes comes from the variable.")
+        return self.num_classes
+
+    def log_prob(self, params, values):
+        logp = jax.nn.log_softmax(params, axis=-1)
+        return jnp.take_along_axis(logp, values.astype(jnp.int32)[:, None], axis=-1)[:, 0]
+
+    def sample(self, key, params):
+        return categorical_draw(key, params)
+
+    def split_params(self, params):
+        return {"logits": params}
+
+
+_HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
+
+
+@dataclasses.dataclass(frozen=True)
+class Gaussian(Head):
+    """Normal with parameters (mean, log-scale):
+    ``log p(x) = -((x - m) / s)^2 / 2 - log s - log(2 pi) / 2``, ``s = exp(log_scale)``."""
+
+    kind: ClassVar[str] = "gaussian"
+    supports: ClassVar[tuple[str, ...]] = ("real",)
+
+    @property
+    def num_params(self) -> int:
+        return 2
+
+    @property
+    def is_discrete(self) -> bool:
+        return False
+
+    def log_prob(self, params, values):
+        mean, log_scale = params[:, 0], params[:, 1]
+        z = (values - mean) * jnp.exp(-log_scale)
+        return -0.5 * z * z - log_scale - _HALF_LOG_TWO_PI
+
+    def sample(self, key, params):
+        mean, log_scale = params[:, 0], params[:, 1]
+        return mean + jnp.exp(log_scale) * jax.random.normal(key, mean.shape, mean.dtype)
+
+    def split_params(self, params):
+        return {"mean": params[:, 0], "log_scale": params[:, 1]}
+
+
+def default_head(variable: Variable) -> Head:
+    """The head a variable gets when its conditional names none."""
+    if variable.kind == "binary":
+        return Bernoulli()
+    if variable.kind == "real":
+        return Gaussian()
+    return Categorical().bind(variable)

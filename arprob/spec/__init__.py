@@ -1,0 +1,1 @@
+"""Declarations: variables, orderings, partitions, the step vector and the Spec."""

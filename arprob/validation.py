@@ -1,0 +1,121 @@
+"""Checks at the public boundary: data and context must fit the spec exactly.
+
+Data is given either as a mapping ``name -> array of shape (batch, *variable.shape)``
+or as one flat array ``(batch, D)`` in the spec's element layout (variables in
+declaration order, each flattened in C order; see ``Spec.layout``). Discrete values
+must be integer-valued and in range; nothing is clipped or rounded. Inside ``jax.jit``
+(traced input) only shapes can be checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .errors import DataError
+from .spec.spec import Spec
+
+
+def _is_traced(a) -> bool:
+    return isinstance(a, jax.core.Tracer)
+
+
+def _check_dtype(name: str, a) -> None:
+    kind = np.dtype(a.dtype).kind
+    if kind not in "biuf":
+        raise DataError(f"{name}: expected a boolean, integer or float array; got dtype {a.dtype}.")
+
+
+def _check_values(spec: Spec, flat: np.ndarray, what: str) -> None:
+    layout = spec.layout
+    bad_rows, bad_cols = np.nonzero(~np.isfinite(flat))
+    if bad_rows.size:
+        r, e = int(bad_rows[0]), int(bad_cols[0])
+        raise DataError(f"{what}: {layout.describe_element(e)} in row {r} is {flat[r, e]}; values must be finite.")
+    discrete = layout.num_values > 0
+    vals = flat[:, discrete]
+    upper = layout.num_values[discrete][None, :]
+    bad = (vals != np.round(vals)) | (vals < 0) | (vals >= upper)
+    if bad.any():
+        r, j = (int(i[0]) for i in np.nonzero(bad))
+        e = int(np.flatnonzero(discrete)[j])
+        var = layout.variables[layout.var_index[e]]
+        raise DataError(
+            f"{what}: {layout.describe_element(e)} in row {r} has value {flat[r, e]!r}; variable {var.name!r} "
+            f"({var.kind}) takes integers 0..{int(layout.num_values[e]) - 1}."
+        )
+
+
+def as_flat(spec: Spec, data, *, what: str = "data") -> jax.Array | np.ndarray:
+    """Validate ``data`` against ``spec`` and return it as a flat ``(batch, D)`` float array."""
+    layout = spec.layout
+    dtype = jnp.result_type(float)
+    if isinstance(data, Mapping):
+        names = [v.name for v in spec.variables]
+        for key in data:
+            if key not in names:
+                raise DataError(f"{what}: unknown variable {key!r}; declared: {names}.")
+        parts, batch = [], None
+        for v in spec.variables:
+            if v.name not in data:
+                raise DataError(f"{what}: variable {v.name!r} is missing.")
+            a = data[v.name]
+            a = a if hasattr(a, "dtype") else np.asarray(a)
+            _check_dtype(f"{what}[{v.name!r}]", a)
+            if a.ndim != len(v.shape) + 1 or tuple(a.shape[1:]) != v.shape:
+                raise DataError(
+                    f"{what}[{v.name!r}]: expected shape (batch, {', '.join(map(str, v.shape))}) for variable of "
+                    f"shape {v.shape}; got {tuple(a.shape)}."
+                )
+            if batch is not None and a.shape[0] != batch:
+                raise DataError(f"{what}[{v.name!r}]: batch size {a.shape[0]} differs from {batch} of other variables.")
+            batch = a.shape[0]
+            parts.append(a.reshape(a.shape[0], -1))
+        if any(_is_traced(p) for p in parts):
+            return jnp.concatenate([jnp.asarray(p, dtype) for p in parts], axis=1)
+        flat = np.concatenate([np.asarray(p, dtype=np.float64) for p in parts], axis=1)
+    else:
+        a = data if hasattr(data, "dtype") else np.asarray(data)
+        _check_dtype(what, a)
+        if a.ndim != 2 or a.shape[1] != layout.num_elements:
+            raise DataError(
+                f"{what}: expected a flat array of shape (batch, {layout.num_elements}) in the spec's element "
+                f"layout, or a mapping of variable name -> array; got shape {tuple(a.shape)}."
+            )
+        if _is_traced(a):
+            return a.astype(dtype)
+        flat = np.asarray(a, dtype=np.float64)
+    _check_values(spec, flat, what)
+    return flat.astype(dtype)
+
+
+def as_context(spec: Spec, context, batch: int) -> jax.Array | None:
+    """Validate the optional context: ``(batch, context_size)`` finite floats, or None."""
+    if spec.context_size == 0:
+        if context is not None:
+            raise DataError("context was given, but the spec declares context_size=0.")
+        return None
+    if context is None:
+        raise DataError(f"The spec declares context_size={spec.context_size}; pass context of shape (batch, {spec.context_size}).")
+    c = context if hasattr(context, "dtype") else np.asarray(context)
+    _check_dtype("context", c)
+    if c.shape != (batch, spec.context_size):
+        raise DataError(f"context: expected shape ({batch}, {spec.context_size}); got {tuple(c.shape)}.")
+    if not _is_traced(c):
+        bad = np.argwhere(~np.isfinite(np.asarray(c)))
+        if bad.size:
+            r, j = (int(i) for i in bad[0])
+            raise DataError(f"context: entry [{r}, {j}] is {np.asarray(c)[r, j]}; values must be finite.")
+    return jnp.asarray(c, jnp.result_type(float))
+
+
+def to_dict(spec: Spec, flat) -> dict[str, jax.Array]:
+    """Split flat ``(batch, D)`` data into ``name -> (batch, *shape)``; discrete as int32."""
+    out = {}
+    for i, v in enumerate(spec.variables):
+        a = flat[:, spec.layout.offsets[i] : spec.layout.offsets[i + 1]].reshape(flat.shape[0], *v.shape)
+        out[v.name] = a.astype(jnp.int32) if v.is_discrete else a
+    return out
