@@ -13,13 +13,16 @@ the head cannot model that variable.
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import jax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..errors import SpecError
 from ..spec.variables import Variable
+
+if TYPE_CHECKING:
+    from ..spec.layout import ElementLayout, Steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +40,10 @@ class Head:
                 f"{' or '.join(self.supports)} variables."
             )
         return self
+
+    def validate(self, variable: Variable, layout: "ElementLayout", steps: "Steps") -> None:
+        """Checks against the layout and step vector (e.g. a head coupling the channels of
+        a pixel needs each pixel in one block); raise ``SpecError`` naming the culprit."""
 
     @property
     def num_params(self) -> int:

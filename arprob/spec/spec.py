@@ -83,7 +83,7 @@ class Spec:
             check_parent_names(name, parents, layout)
             if parents:
                 check_parents_precede(layout, steps, name, parents)
-            cond.bind_head(var)
+            cond.bind_head(var).validate(var, layout, steps)
             cond.validate(var, layout, steps, self.context_size)
 
     @functools.cached_property
