@@ -25,6 +25,10 @@ from .spec.partitions import PerPixel as PerPixel
 from .spec.partitions import PerRow as PerRow
 from .spec.partitions import PerVariable as PerVariable
 from .spec.partitions import Singletons as Singletons
+from .spec.serialize import load_spec as load_spec
+from .spec.serialize import save_spec as save_spec
+from .spec.serialize import spec_from_dict as spec_from_dict
+from .spec.serialize import spec_to_dict as spec_to_dict
 from .spec.spec import Spec as Spec
 from .spec.variables import Binary as Binary
 from .spec.variables import Categorical as Categorical
