@@ -45,11 +45,21 @@ class Table(ConditionalSpec):
         cpt: optional fixed table of shape ``(*parent_shapes, k)`` (parents in listed
             order, each flattened in C order); rows must sum to one. A given CPT is not
             refitted by ``fit``.
+        neighbours: spatial context inside the variable itself: ``(d_row, d_col)``
+            offsets; element ``[r, c, ch]`` then also conditions on ``[r+dr, c+dc, ch]``
+            where that lies inside the array (a context table, as in JBIG). Neighbours
+            must come earlier in the ordering. With neighbours, ``parents=None`` means no
+            other parents (not every earlier element).
+
+    !!! Example
+        ``Table(neighbours=((0, -1), (-1, -1), (-1, 0), (-1, 1)))`` is the causal 4-pixel
+        context of raster order.
     """
 
     parents: tuple[str, ...] | None = None
     prior: float = 1.0
     cpt: tuple | None = None
+    neighbours: tuple[tuple[int, int], ...] | None = None
     kind: ClassVar[str] = "table"
 
     def __post_init__(self) -> None:
@@ -61,6 +71,14 @@ class Table(ConditionalSpec):
             raise SpecError(f"Table prior must be a finite number >= 0; got {self.prior!r}.")
         if self.cpt is not None:
             object.__setattr__(self, "cpt", _as_nested_tuple(np.asarray(self.cpt, dtype=np.float64)))
+        if self.neighbours is not None:
+            try:
+                pairs = tuple((int(dr), int(dc)) for dr, dc in self.neighbours)
+            except (TypeError, ValueError):
+                raise SpecError(f"Table neighbours must be (d_row, d_col) pairs; got {self.neighbours!r}.") from None
+            if (0, 0) in pairs or len(set(pairs)) != len(pairs):
+                raise SpecError(f"Table neighbours must be distinct and exclude (0, 0); got {list(pairs)}.")
+            object.__setattr__(self, "neighbours", pairs)
 
     def bind_head(self, variable: Variable) -> Head:
         if not variable.is_discrete:
@@ -78,6 +96,15 @@ class Table(ConditionalSpec):
                         "be discrete (use Logistic for real parents)."
                     )
         elements = layout.elements_of(variable.name)
+        if self.neighbours is not None:
+            for e in elements:
+                for p in self._neighbours_of(layout, int(e)):
+                    if steps.step[p] >= steps.step[e]:
+                        raise SpecError(
+                            f"Table for {variable.name!r}: neighbour {layout.describe_element(int(p))} of "
+                            f"{layout.describe_element(int(e))} is at step {int(steps.step[p])}, not before step "
+                            f"{int(steps.step[e])}; neighbours must come earlier in the ordering."
+                        )
         cells = sum(r for r in self._rows_per_element(layout, steps, elements)) * variable.num_values
         if cells > MAX_TABLE_CELLS:
             raise SpecError(
@@ -88,9 +115,25 @@ class Table(ConditionalSpec):
             self._checked_cpt(variable, layout)
 
     def _parents_of(self, layout: ElementLayout, steps: Steps, e: int) -> np.ndarray:
+        if self.neighbours is not None:
+            return np.concatenate([parent_elements(layout, self.parents or ()), self._neighbours_of(layout, e)])
         if self.parents is not None:
             return parent_elements(layout, self.parents)
         return np.flatnonzero(steps.step < steps.step[e])
+
+    def _neighbours_of(self, layout: ElementLayout, e: int) -> np.ndarray:
+        """Elements at the declared offsets from ``e`` inside its own variable (those in range)."""
+        i = int(layout.var_index[e])
+        var = layout.variables[i]
+        if len(var.shape) < 2:
+            raise SpecError(f"Table neighbours for {var.name!r} need a variable with >= 2 axes; shape is {var.shape}.")
+        local = np.unravel_index(int(e - layout.offsets[i]), var.shape)
+        out = []
+        for dr, dc in self.neighbours or ():
+            r, c = local[0] + dr, local[1] + dc
+            if 0 <= r < var.shape[0] and 0 <= c < var.shape[1]:
+                out.append(layout.offsets[i] + np.ravel_multi_index((r, c, *local[2:]), var.shape))
+        return np.asarray(out, dtype=np.int64)
 
     def _rows_per_element(self, layout, steps, elements) -> list[int]:
         rows = []
