@@ -34,7 +34,7 @@ def _check_values(spec: Spec, flat: np.ndarray, what: str) -> None:
     bad_rows, bad_cols = np.nonzero(~np.isfinite(flat))
     if bad_rows.size:
         r, e = int(bad_rows[0]), int(bad_cols[0])
-        raise DataError(f"{what}: {layout.describe_element(e)} in row {r} is {flat[r, e]}; values must be finite.")
+        raise DataError(f"{what}: {layout.describe_element(e)} in row {r} is {float(flat[r, e])}; values must be finite.")
     discrete = layout.num_values > 0
     vals = flat[:, discrete]
     upper = layout.num_values[discrete][None, :]
@@ -44,7 +44,7 @@ def _check_values(spec: Spec, flat: np.ndarray, what: str) -> None:
         e = int(np.flatnonzero(discrete)[j])
         var = layout.variables[layout.var_index[e]]
         raise DataError(
-            f"{what}: {layout.describe_element(e)} in row {r} has value {flat[r, e]!r}; variable {var.name!r} "
+            f"{what}: {layout.describe_element(e)} in row {r} has value {float(flat[r, e])}; variable {var.name!r} "
             f"({var.kind}) takes integers 0..{int(layout.num_values[e]) - 1}."
         )
 
