@@ -22,6 +22,12 @@ class Encoder(eqx.Module):
     feature_index: Int[Array, "d1 w"]
     num_features: int = eqx.field(static=True)
     width: int = eqx.field(static=True)
+    has_ordinal: bool = eqx.field(static=True)
+
+    @property
+    def is_identity(self) -> bool:
+        """True when every element is its own single feature (binary and real only)."""
+        return self.width == 1 and not self.has_ordinal
 
     @classmethod
     def from_layout(cls, layout: ElementLayout) -> "Encoder":
@@ -37,10 +43,13 @@ class Encoder(eqx.Module):
             feature_index=jnp.asarray(index),
             num_features=layout.num_features,
             width=width,
+            has_ordinal=bool(np.any(layout.kind == ORDINAL)),
         )
 
     def encode_elements(self, values: Float[Array, " m"], elements: Int[Array, " m"]) -> Float[Array, "m w"]:
         """Features of ``values`` taken by ``elements`` (element index ``D`` is padding)."""
+        if self.is_identity:
+            return values[:, None]
         kind, levels = self.kind[elements], self.num_values[elements]
         scalar = jnp.where(kind == ORDINAL, 2.0 * values / (levels - 1) - 1.0, values)
         if self.width == 1:
@@ -50,6 +59,8 @@ class Encoder(eqx.Module):
         return jnp.where((kind == CATEGORICAL)[:, None], onehot, padded)
 
     def __call__(self, x: Float[Array, " d"]) -> Float[Array, " f"]:
+        if self.is_identity:
+            return x
         d = x.shape[0]
         encoded = self.encode_elements(x, jnp.arange(d))
         if self.width == 1:
@@ -58,7 +69,7 @@ class Encoder(eqx.Module):
         return out[: self.num_features]
 
     def write(
-        self, feats: Float[Array, " f1"], values: Float[Array, " m"], elements: Int[Array, " m"]
-    ) -> Float[Array, " f1"]:
-        """Write the features of newly drawn ``values`` into a padded feature vector ``(F+1,)``."""
-        return feats.at[self.feature_index[elements]].set(self.encode_elements(values, elements))
+        self, feats: Float[Array, " f"], values: Float[Array, " m"], elements: Int[Array, " m"]
+    ) -> Float[Array, " f"]:
+        """Write the features of newly drawn ``values`` (element ``D`` = padding, dropped)."""
+        return feats.at[self.feature_index[elements]].set(self.encode_elements(values, elements), mode="drop")

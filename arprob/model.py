@@ -106,10 +106,12 @@ class Model(eqx.Module):
 
     def _example_terms(self, x: Float[Array, " d"], context) -> Float[Array, " d"]:
         feats = self.encoder(x)
-        terms = jnp.zeros_like(x)
-        for c, params in zip(self.components, self._example_params(x, feats, context)):
-            terms = terms.at[c.elements].set(c.head.log_prob(params, x[c.elements]))
-        return terms
+        offsets = self.spec.layout.offsets  # component i owns the contiguous slice of variable i
+        terms = [
+            c.head.log_prob(params, x[offsets[i] : offsets[i + 1]])
+            for i, (c, params) in enumerate(zip(self.components, self._example_params(x, feats, context)))
+        ]
+        return jnp.concatenate(terms) if len(terms) > 1 else terms[0]
 
     @eqx.filter_jit
     def _terms(self, x: Float[Array, "b d"], context) -> Float[Array, "b d"]:
@@ -153,8 +155,7 @@ class Model(eqx.Module):
         spec = self.spec
         d, f = spec.num_elements, self.encoder.num_features
         dtype = jnp.result_type(float)
-        x0 = jnp.zeros((n, d + 1), dtype)  # column d swallows padded writes
-        feats0 = jnp.zeros((n, f + 1), dtype)
+        identity = self.encoder.is_identity  # feats == x: keep one buffer
         ctx_axis = None if context is None else 0
         caches0 = tuple(
             jax.vmap(lambda c, cond=comp.conditioner: cond.init_cache(c), in_axes=ctx_axis, axis_size=n)(context)
@@ -163,24 +164,34 @@ class Model(eqx.Module):
 
         def body(carry, s):
             x, feats, caches = carry
-            key_s = jax.random.fold_in(key, s)
             new_caches = []
             for i, comp in enumerate(self.components):
                 cond = comp.conditioner
                 step_fn = cond.naive_step if naive else cond.step
                 rows, elems = comp.block_rows[s], comp.block_elements[s]
                 params, cache = jax.vmap(step_fn, in_axes=(0, 0, 0, ctx_axis, None, None))(
-                    caches[i], x[:, :d], feats[:, :f], context, s, rows
+                    caches[i], x, x if identity else feats, context, s, rows
                 )
-                keys = jax.random.split(jax.random.fold_in(key_s, i), n)
-                values = jax.vmap(comp.head.sample)(keys, params)
-                x = x.at[:, elems].set(values)
-                feats = jax.vmap(self.encoder.write, in_axes=(0, 0, None))(feats, values, elems)
+                values = self._draw(comp.head, jax.random.fold_in(key, s * len(self.components) + i), params)
+                # Padded rows carry element index D (feature index F): dropped, not written.
+                x = x.at[:, elems].set(values, mode="drop")
+                if not identity:
+                    feats = jax.vmap(self.encoder.write, in_axes=(0, 0, None))(feats, values, elems)
                 new_caches.append(cache)
             return (x, feats, tuple(new_caches)), None
 
+        x0 = jnp.zeros((n, d), dtype)
+        feats0 = jnp.zeros((n, 0 if identity else f), dtype)
         (x, _, _), _ = jax.lax.scan(body, (x0, feats0, caches0), jnp.arange(spec.steps.num_steps))
-        return x[:, :d]
+        return x
+
+    @staticmethod
+    def _draw(head: Head, key: PRNGKeyArray, params: Float[Array, "b m p"]) -> Float[Array, "b m"]:
+        """One draw per row; heads whose rows are independent draw the whole batch at once."""
+        b, m = params.shape[:2]
+        if head.rows_independent:
+            return head.sample(key, params.reshape(b * m, -1)).reshape(b, m)
+        return jax.vmap(head.sample)(jax.random.split(key, b), params)
 
     def sample_flat(self, key: PRNGKeyArray, n: int, context=None, *, naive: bool = False) -> Float[Array, "n d"]:
         """``n`` ancestral samples as a flat ``(n, D)`` array.

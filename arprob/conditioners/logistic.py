@@ -58,7 +58,9 @@ class LogisticConditioner(Conditioner):
     mask: Bool[Array, "n 1 f"]
 
     def _linear(self, weight, mask, bias, context_weight, feats, context):
-        out = bias + jnp.einsum("npf,f->np", jnp.where(mask, weight, 0.0), feats)
+        n, p, f = weight.shape
+        masked = (weight * mask.astype(weight.dtype)).reshape(n * p, f)  # multiply: cheaper than where
+        out = bias + (feats @ masked.T).reshape(n, p)  # batched by vmap: (B, F) @ (F, nP), no transpose
         if context_weight is not None:
             out = out + jnp.einsum("npc,c->np", context_weight, context)
         return out

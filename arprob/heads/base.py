@@ -32,6 +32,9 @@ class Head:
     category: ClassVar[str] = "head"
     kind: ClassVar[str] = "head"
     supports: ClassVar[tuple[str, ...]] = ()
+    #: True when rows are drawn independently given their params (the sampler may then
+    #: draw a whole batch in one call); False for heads coupling the rows of a block.
+    rows_independent: ClassVar[bool] = True
 
     def bind(self, variable: Variable) -> "Head":
         if variable.kind not in self.supports:

@@ -1,0 +1,38 @@
+"""Shared benchmark helpers: warm, repeated timing and result files (JSON + markdown)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import jax
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def timeit(fn, *args, repeats: int = 15) -> float:
+    """Best (minimum) wall time (s) of ``fn(*args)`` over ``repeats`` runs, after one warm-up
+    call. The minimum is the least noisy estimate on a shared machine."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def write_results(name: str, rows: list[dict], columns: list[str]) -> str:
+    """Write ``results/<name>.json`` and ``results/<name>.md``; return the markdown table."""
+    RESULTS.mkdir(exist_ok=True)
+    meta = {"device": str(jax.devices()[0].device_kind), "backend": jax.default_backend(),
+            "jax": jax.__version__, "machine": platform.machine(), "cpus": __import__("os").cpu_count()}
+    (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        lines.append("| " + " | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in columns) + " |")
+    table = "\n".join(lines) + f"\n\n{meta}\n"
+    (RESULTS / f"{name}.md").write_text(table)
+    return table
