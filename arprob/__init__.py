@@ -36,5 +36,16 @@ from .spec.variables import Ordinal as Ordinal
 from .spec.variables import Real as Real
 from .train import FitResult as FitResult
 from .train import fit as fit
+from .train import History as History
+from .train import NonFiniteLossError as NonFiniteLossError
+from .train import StepInfo as StepInfo
+from .checkpoint import CheckpointError as CheckpointError
+from .checkpoint import load_checkpoint as load_checkpoint
+from .checkpoint import save_checkpoint as save_checkpoint
+from .data import BatchStream as BatchStream
+from .data import load_array as load_array
+from .evaluate import Evaluation as Evaluation
+from .evaluate import evaluate as evaluate
+from .plotting import plot_history as plot_history
 
 __version__ = "0.1.0"

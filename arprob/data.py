@@ -1,12 +1,37 @@
-"""Bundled data: scikit-learn's digits (8x8, values 0..16), shipped offline with scikit-learn.
+"""Data for fitting and scoring: arrays in memory, ``.npy``/``.npz`` files, batch streams.
 
-The fixed split used throughout the docs: ``perm = RandomState(0).permutation(1797)``,
-train = ``perm[:1400]``, test = ``perm[1400:]``.
+Three sources, one interface (``num_examples``, ``epoch(e, batch_size, seed)``):
+
+* ``ArraySource``: random access. In-memory arrays (a mapping ``name -> (N, *shape)`` or
+  a flat ``(N, D)`` array) are validated once; memory-mapped ``.npy`` files are read
+  and validated batch by batch, so they never need to fit in memory.
+* ``BatchStream``: ``make_batches(epoch)`` returns an iterable of batches (data larger
+  than memory, or generated on the fly). Each batch is validated when drawn. For an exact
+  resume, ``make_batches`` must return the same batches for the same epoch.
+* ``load_array(path)``: a ``.npy`` (memory-mapped) or ``.npz`` file (a mapping; a key
+  ``"context"`` that is not a variable name is the conditioning vector).
+
+Shuffling: epoch ``e`` of an ``ArraySource`` visits the rows in the order
+``np.random.default_rng([seed, e]).permutation(N)`` and drops the incomplete last batch,
+so the order depends only on ``(seed, e)`` (what a checkpoint needs to resume exactly).
+
+The bundled digits set: ``perm = RandomState(0).permutation(1797)``, train =
+``perm[:1400]``, test = ``perm[1400:]``.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import numpy as np
+
+from .errors import DataError
+from .spec.spec import Spec
+from .validation import as_context, as_flat
 
 DIGITS_SPLIT_SEED = 0
 DIGITS_TRAIN_SIZE = 1400
@@ -26,3 +51,231 @@ def load_digits(binarize: bool = True, threshold: int = 8) -> tuple[np.ndarray, 
         images = (images >= threshold).astype(np.int64)
     perm = np.random.RandomState(DIGITS_SPLIT_SEED).permutation(len(images))
     return images[perm[:DIGITS_TRAIN_SIZE]], images[perm[DIGITS_TRAIN_SIZE:]]
+
+
+# --------------------------------------------------------------------------- files
+def load_array(path: str | os.PathLike, *, mmap: bool = True) -> np.ndarray | dict[str, np.ndarray]:
+    """Read a ``.npy`` file (memory-mapped when ``mmap``) or a ``.npz`` file (a dict).
+
+    Pickled object arrays are refused (``allow_pickle=False``): a data file cannot run code.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"Data file {str(path)!r} does not exist.")
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+    except ValueError as err:
+        raise DataError(f"Data file {str(path)!r} could not be read as a numpy array file: {err}") from err
+    raise DataError(f"Data file {str(path)!r}: expected a .npy or .npz file; got suffix {path.suffix!r}.")
+
+
+def _split_file_data(spec: Spec, data, context):
+    """A loaded ``.npz`` mapping -> (data, context): pop ``context``; one unnamed array is flat."""
+    if not isinstance(data, dict):
+        return data, context
+    names = {v.name for v in spec.variables}
+    data = dict(data)
+    if "context" in data and "context" not in names:
+        file_context = data.pop("context")
+        if context is None:
+            context = file_context
+    if len(data) == 1 and not (set(data) & names):
+        (data,) = data.values()
+    return data, context
+
+
+# ------------------------------------------------------------------------- sources
+@dataclass
+class Batch:
+    """One minibatch: flat ``x (b, D)``, ``context (b, C)`` or None, and where it came from."""
+
+    x: np.ndarray
+    context: np.ndarray | None
+    epoch: int
+    index: int
+    rows: np.ndarray | None  # row indices into an ArraySource; None for a stream
+
+
+def _is_lazy(a) -> bool:
+    return isinstance(a, np.memmap)
+
+
+class ArraySource:
+    """Random-access examples (validated in memory, or batch by batch for memory maps).
+
+    **Arguments:**
+        spec: the model's spec (data are checked against it).
+        data: mapping ``name -> (N, *shape)`` or flat ``(N, D)``; memory-mapped arrays stay on disk.
+        context: optional ``(N, context_size)`` conditioning vectors.
+        what: the name used in error messages.
+    """
+
+    def __init__(self, spec: Spec, data, context=None, *, what: str = "data") -> None:
+        self.spec, self.what = spec, what
+        arrays = list(data.values()) if isinstance(data, Mapping) else [data]
+        self.lazy = any(_is_lazy(a) for a in arrays)
+        self._index: np.ndarray | None = None  # rows of the underlying memory map (subsets)
+        if self.lazy:
+            self._raw = data
+            self.num_examples = self._check_shapes(data)
+            self._x = None
+        else:
+            self._x = np.asarray(as_flat(spec, data, what=what))
+            self.num_examples = int(self._x.shape[0])
+        ctx = as_context(spec, context, self.num_examples)
+        self._ctx = None if ctx is None else np.asarray(ctx)
+        if self.num_examples == 0:
+            raise DataError(f"{what}: no examples (batch size 0).")
+
+    def _check_shapes(self, data) -> int:
+        # Shapes and dtypes only (values are checked batch by batch): validate one row.
+        one = {k: v[:1] for k, v in data.items()} if isinstance(data, Mapping) else data[:1]
+        as_flat(self.spec, one, what=self.what)
+        arrays = list(data.values()) if isinstance(data, Mapping) else [data]
+        return int(arrays[0].shape[0])
+
+    def take(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Validated flat rows ``rows`` (and their context)."""
+        rows = np.asarray(rows)
+        if self._x is not None:
+            x = self._x[rows]
+        else:
+            order = np.argsort(rows, kind="stable")  # memory maps read faster in order
+            sorted_rows = rows[order] if self._index is None else self._index[rows[order]]
+            part = (
+                {k: np.asarray(v[sorted_rows]) for k, v in self._raw.items()}
+                if isinstance(self._raw, Mapping)
+                else np.asarray(self._raw[sorted_rows])
+            )
+            try:
+                x_sorted = np.asarray(as_flat(self.spec, part, what=self.what))
+            except DataError as err:
+                raise DataError(f"{err} (rows are positions within the batch of rows {sorted_rows[:8].tolist()}...)") from err
+            x = np.empty_like(x_sorted)
+            x[order] = x_sorted
+        return x, None if self._ctx is None else self._ctx[rows]
+
+    def subset(self, rows: np.ndarray, what: str) -> "ArraySource":
+        """The examples ``rows`` (copied when in memory; a view of the rows of a memory map)."""
+        rows = np.sort(np.asarray(rows))
+        sub = object.__new__(ArraySource)
+        sub.__dict__.update(self.__dict__)
+        sub.what, sub.num_examples = what, int(rows.size)
+        sub._ctx = None if self._ctx is None else self._ctx[rows]
+        if self._x is not None:
+            sub._x = self._x[rows]
+        else:
+            sub._index = rows if self._index is None else self._index[rows]
+        return sub
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return self.num_examples // batch_size
+
+    def epoch(self, epoch: int, batch_size: int, seed: int, start: int = 0) -> Iterator[Batch]:
+        """Batches ``start, start+1, ...`` of epoch ``epoch`` (shuffled by ``(seed, epoch)``)."""
+        order = np.random.default_rng([seed, epoch]).permutation(self.num_examples)
+        for b in range(start, self.steps_per_epoch(batch_size)):
+            rows = order[b * batch_size : (b + 1) * batch_size]
+            x, c = self.take(rows)
+            yield Batch(x, c, epoch, b, rows)
+
+    def sequential(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray | None, int]]:
+        """All examples in order, in batches (the last may be short): ``(x, context, n_valid)``."""
+        for a in range(0, self.num_examples, batch_size):
+            x, c = self.take(np.arange(a, min(a + batch_size, self.num_examples)))
+            yield x, c, x.shape[0]
+
+
+class BatchStream:
+    """Batches produced on demand: ``make_batches(epoch)`` -> iterable of batches.
+
+    Each batch is data (a mapping or flat array) or a ``(data, context)`` pair. The stream
+    itself decides the order (use the epoch to reshuffle); for an exact resume it must give
+    the same batches for the same epoch, since a resumed run skips the batches already used.
+
+    **Arguments:**
+        make_batches: ``epoch -> Iterable`` of batches.
+        num_examples: examples per epoch, when known (shown in the progress bar).
+    """
+
+    def __init__(self, make_batches: Callable[[int], Iterable[Any]], num_examples: int | None = None) -> None:
+        if not callable(make_batches):
+            raise TypeError(f"BatchStream expects a callable epoch -> iterable of batches; got {make_batches!r}.")
+        self.make_batches = make_batches
+        self.num_examples = num_examples
+
+
+class _BoundStream:
+    """A ``BatchStream`` bound to a spec (validates each batch)."""
+
+    lazy = True
+
+    def __init__(self, spec: Spec, stream: BatchStream, what: str = "data") -> None:
+        self.spec, self.stream, self.what = spec, stream, what
+        self.num_examples = stream.num_examples
+
+    def steps_per_epoch(self, batch_size: int) -> int | None:
+        return None
+
+    def _validate(self, item, where: str) -> tuple[np.ndarray, np.ndarray | None]:
+        data, context = item if isinstance(item, tuple) and len(item) == 2 else (item, None)
+        x = np.asarray(as_flat(self.spec, data, what=where))
+        c = as_context(self.spec, context, x.shape[0])
+        return x, None if c is None else np.asarray(c)
+
+    def epoch(self, epoch: int, batch_size: int, seed: int, start: int = 0) -> Iterator[Batch]:
+        for b, item in enumerate(self.stream.make_batches(epoch)):
+            if b < start:
+                continue
+            x, c = self._validate(item, f"{self.what} (epoch {epoch}, batch {b})")
+            yield Batch(x, c, epoch, b, None)
+
+    def sequential(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray | None, int]]:
+        for x, c, _ in self._batches_of_epoch0():
+            for a in range(0, x.shape[0], batch_size):
+                xs = x[a : a + batch_size]
+                yield xs, None if c is None else c[a : a + batch_size], xs.shape[0]
+
+    def _batches_of_epoch0(self):
+        for b, item in enumerate(self.stream.make_batches(0)):
+            x, c = self._validate(item, f"{self.what} (batch {b})")
+            yield x, c, x.shape[0]
+
+
+Source = ArraySource | _BoundStream
+
+
+def as_source(spec: Spec, data, context=None, *, what: str = "data") -> Source:
+    """Any accepted data form -> a source: arrays, a mapping, a ``.npy``/``.npz`` path, a stream."""
+    if isinstance(data, (ArraySource, _BoundStream)):
+        if context is not None:
+            raise DataError(f"{what}: pass the context inside the source, not separately.")
+        return data
+    if isinstance(data, BatchStream):
+        if context is not None:
+            raise DataError(f"{what}: a BatchStream yields (data, context) pairs; do not pass context separately.")
+        return _BoundStream(spec, data, what)
+    if isinstance(data, (str, os.PathLike)):
+        what = f"{what} {os.fspath(data)!r}"
+        data, context = _split_file_data(spec, load_array(data), context)
+    if isinstance(context, (str, os.PathLike)):
+        context = load_array(context, mmap=False)
+    return ArraySource(spec, data, context, what=what)
+
+
+def split_source(source: ArraySource, fraction: float, seed: int) -> tuple[ArraySource, ArraySource]:
+    """Split off a validation set: a ``fraction`` of rows drawn by ``default_rng([seed, -1])``."""
+    if not isinstance(source, ArraySource):
+        raise DataError("validation=<fraction> needs random-access data; pass a validation set for a BatchStream.")
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"Expected a validation fraction in (0, 1); got {fraction!r}.")
+    n = source.num_examples
+    n_val = int(round(fraction * n))
+    if n_val < 1 or n_val >= n:
+        raise DataError(f"validation={fraction} of {n} examples leaves {n_val} for validation and {n - n_val} for training.")
+    perm = np.random.default_rng([seed, 2**31 - 1]).permutation(n)
+    return source.subset(perm[n_val:], "training data"), source.subset(perm[:n_val], "validation data")

@@ -1,0 +1,257 @@
+"""Crash-safe training checkpoints: one file, written atomically, verified on load, no pickle.
+
+Layout (integers little-endian)::
+
+    b"ARPROBCK"          8 bytes, magic
+    version              uint32 (1)
+    header_length        uint64
+    sha256               32 bytes, over header + payload
+    header               UTF-8 JSON: format, spec (``spec_to_dict``), step, rng, state,
+                         history, and the byte length of each payload segment
+    payload              segments "model", "opt_state", "best" (each
+                         ``equinox.tree_serialise_leaves`` of a pytree; empty when absent)
+
+Every file is written by ``arprob.fileio.atomic_write_bytes`` (temporary file, flush,
+fsync, rename), so a crash leaves either the old or the new checkpoint, never half of
+one. Loading checks the magic, version, lengths and checksum before reading anything and
+compares the stored spec with the model's; every failure raises ``CheckpointError``
+and changes no file. Arrays are read with ``numpy.load(allow_pickle=False)`` against the
+shapes and dtypes of a template tree, so a checkpoint can never run code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .fileio import atomic_write_bytes
+from .model import Model
+from .spec.serialize import spec_from_dict, spec_to_dict
+
+MAGIC = b"ARPROBCK"
+VERSION = 1
+FORMAT = "arprob.checkpoint/1"
+_PREFIX = struct.Struct("<8sIQ32s")  # magic, version, header length, sha256
+SEGMENTS = ("model", "opt_state", "best")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, truncated, corrupted, foreign, or for another spec."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the header (JSON metadata) and the restored trees."""
+
+    header: dict[str, Any]
+    model: Model
+    opt_state: Any = None
+    best: Any = None
+
+    @property
+    def step(self) -> int:
+        return int(self.header["step"])
+
+
+def _tree_bytes(tree) -> bytes:
+    if tree is None:
+        return b""
+    buf = io.BytesIO()
+    eqx.tree_serialise_leaves(buf, tree)
+    return buf.getvalue()
+
+
+def _jsonable(spec) -> dict:
+    return json.loads(json.dumps(spec_to_dict(spec)))
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    model: Model,
+    step: int,
+    opt_state: Any = None,
+    best: Any = None,
+    rng: dict[str, Any] | None = None,
+    state: dict[str, Any] | None = None,
+    history: dict[str, Any] | None = None,
+) -> None:
+    """Write a checkpoint atomically (the previous file stays intact until the rename).
+
+    **Arguments:**
+        path: the checkpoint file.
+        model: the model (every array leaf is stored; the spec as JSON).
+        step: number of optimisation steps taken.
+        opt_state: the optax state (optional).
+        best: the best parameters seen so far (early stopping; optional).
+        rng: the data-order RNG state (e.g. ``{"seed": 0, "epoch": 3, "batch": 7}``).
+        state: other JSON-serialisable trainer state.
+        history: the training history (lists of numbers).
+    """
+    segments = {"model": _tree_bytes(model), "opt_state": _tree_bytes(opt_state), "best": _tree_bytes(best)}
+    header = {
+        "format": FORMAT,
+        "spec": _jsonable(model.spec),
+        "step": int(step),
+        "rng": rng or {},
+        "state": state or {},
+        "history": history or {},
+        "segments": {k: len(v) for k, v in segments.items()},
+    }
+    header_bytes = json.dumps(header, allow_nan=True, separators=(",", ":")).encode("utf-8")
+    payload = b"".join(segments[k] for k in SEGMENTS)
+    digest = hashlib.sha256(header_bytes + payload).digest()
+    atomic_write_bytes(path, _PREFIX.pack(MAGIC, VERSION, len(header_bytes), digest) + header_bytes + payload)
+
+
+def _read_verified(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint {str(path)!r} does not exist.")
+    raw = path.read_bytes()
+    if len(raw) < len(MAGIC) or raw[: len(MAGIC)] != MAGIC:
+        raise CheckpointError(f"{str(path)!r} is not an arprob checkpoint (expected magic {MAGIC!r}).")
+    if len(raw) < _PREFIX.size:
+        raise CheckpointError(f"Checkpoint {str(path)!r} is truncated ({len(raw)} bytes, header cut off).")
+    _, version, header_len, digest = _PREFIX.unpack_from(raw)
+    if version != VERSION:
+        raise CheckpointError(f"Checkpoint {str(path)!r} has format version {version}; this arprob reads {VERSION}.")
+    body = raw[_PREFIX.size :]
+    if header_len > len(body):
+        raise CheckpointError(
+            f"Checkpoint {str(path)!r} is truncated: header of {header_len} bytes, {len(body)} bytes left in the file."
+        )
+    if hashlib.sha256(body).digest() != digest:
+        raise CheckpointError(f"Checkpoint {str(path)!r} is corrupted or truncated (sha256 mismatch).")
+    try:
+        header = json.loads(body[:header_len].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:  # pragma: no cover - the checksum catches this first
+        raise CheckpointError(f"Checkpoint {str(path)!r}: unreadable header ({err}).") from err
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise CheckpointError(f"{str(path)!r}: header format is {header.get('format')!r}; expected {FORMAT!r}.")
+    payload = body[header_len:]
+    sizes = header.get("segments", {})
+    if sum(sizes.get(k, 0) for k in SEGMENTS) != len(payload):
+        raise CheckpointError(f"Checkpoint {str(path)!r}: segment lengths do not add up to the payload length.")
+    return header, payload
+
+
+def read_header(path: str | os.PathLike) -> dict[str, Any]:
+    """The verified JSON header of a checkpoint (spec, step, rng, state, history)."""
+    return _read_verified(path)[0]
+
+
+def _first_difference(a: Any, b: Any, where: str = "spec") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if k not in a or k not in b:
+                return f"{where}.{k}"
+            d = _first_difference(a[k], b[k], f"{where}.{k}")
+            if d:
+                return d
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{where} (length {len(a)} vs {len(b)})"
+        for i, (x, y) in enumerate(zip(a, b)):
+            d = _first_difference(x, y, f"{where}[{i}]")
+            if d:
+                return d
+        return None
+    return None if a == b else f"{where} ({a!r} in the checkpoint, {b!r} in the model)"
+
+
+def _loader(path: Path, segment: str):
+    def load_leaf(f, x):
+        if isinstance(x, (jax.Array, np.ndarray)):
+            try:
+                y = np.load(f, allow_pickle=False)
+            except ValueError as err:
+                raise CheckpointError(f"Checkpoint {str(path)!r}, segment {segment!r}: unreadable array ({err}).") from err
+            if y.shape != x.shape or y.dtype != x.dtype:
+                raise CheckpointError(
+                    f"Checkpoint {str(path)!r}, segment {segment!r}: array of shape {y.shape} dtype {y.dtype} where "
+                    f"the model has shape {x.shape} dtype {x.dtype}."
+                )
+            return jnp.asarray(y) if isinstance(x, jax.Array) else y
+        return eqx.default_deserialise_filter_spec(f, x)
+
+    return load_leaf
+
+
+def _restore(path: Path, payload: bytes, header: dict, segment: str, like):
+    sizes = header["segments"]
+    start = sum(sizes[k] for k in SEGMENTS[: SEGMENTS.index(segment)])
+    chunk = payload[start : start + sizes[segment]]
+    if not chunk:
+        return None
+    if like is None:
+        raise CheckpointError(f"Checkpoint {str(path)!r}: no template given for segment {segment!r}.")
+    buf = io.BytesIO(chunk)
+    try:
+        tree = eqx.tree_deserialise_leaves(buf, like, filter_spec=_loader(path, segment))
+    except CheckpointError:
+        raise
+    except Exception as err:  # structure mismatch: e.g. another optimizer
+        raise CheckpointError(
+            f"Checkpoint {str(path)!r}, segment {segment!r} does not match the given template ({err})."
+        ) from err
+    if buf.tell() != len(chunk):
+        raise CheckpointError(
+            f"Checkpoint {str(path)!r}, segment {segment!r}: {len(chunk) - buf.tell()} bytes left unread "
+            "(the template has fewer arrays than the checkpoint, e.g. another optimizer)."
+        )
+    return tree
+
+
+def load_checkpoint(
+    path: str | os.PathLike, model: Model | None = None, *, opt_state_like: Any = None, best_like: Any = None
+) -> Checkpoint:
+    """Read and verify a checkpoint.
+
+    **Arguments:**
+        path: the checkpoint file.
+        model: a model of the same spec (the template of the arrays); ``None`` compiles
+            the stored spec.
+        opt_state_like: a template optimizer state (``optimizer.init(params)``) to restore it.
+        best_like: a template of the best-parameters tree to restore it.
+
+    **Raises:** ``CheckpointError`` when the file is missing, not a checkpoint, truncated,
+    corrupted, or was written for another spec or optimizer. No file is changed.
+    """
+    path = Path(path)
+    header, payload = _read_verified(path)
+    if model is None:
+        from .model import compile as compile_spec
+
+        try:
+            spec = spec_from_dict(header["spec"], source=f"checkpoint {str(path)!r}")
+        except Exception as err:
+            raise CheckpointError(f"Checkpoint {str(path)!r}: stored spec cannot be built ({err}).") from err
+        model = compile_spec(spec)
+    else:
+        diff = _first_difference(header["spec"], _jsonable(model.spec))
+        if diff is not None:
+            raise CheckpointError(f"Checkpoint {str(path)!r} was written for another spec: differs at {diff}.")
+    return Checkpoint(
+        header=header,
+        model=_restore(path, payload, header, "model", model),
+        opt_state=_restore(path, payload, header, "opt_state", opt_state_like) if opt_state_like is not None else None,
+        best=_restore(path, payload, header, "best", best_like) if best_like is not None else None,
+    )
+
+
+def load_model(path: str | os.PathLike) -> Model:
+    """The model stored in a checkpoint (its spec compiled, its arrays restored)."""
+    return load_checkpoint(path).model

@@ -1,0 +1,137 @@
+"""Checkpoints: atomic, verified, no pickle; an interrupted run resumes to the same parameters."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import numpy as np
+import optax
+import pytest
+
+import arprob as ar
+from arprob.checkpoint import load_model, read_header
+from arprob.train import trainable_filter
+
+SPEC = ar.Spec(variables=(ar.Categorical("w", 3), ar.Binary("img", shape=(2, 2))), conditionals={"w": ar.Table()})
+MODEL = ar.compile(SPEC)
+RNG = np.random.default_rng(0)
+W = RNG.integers(0, 3, 80)
+DATA = {"w": W, "img": (RNG.random((80, 2, 2)) < (0.2 + 0.3 * W[:, None, None])).astype(np.int64)}
+VAL = {"w": W[:20], "img": DATA["img"][:20]}
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _leaves(model):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array))]
+
+
+def _run(path, num_steps=12, **kwargs):
+    return ar.fit(
+        MODEL, DATA, num_steps=num_steps, batch_size=16, seed=1, optimizer=optax.adam(0.05), checkpoint=path,
+        checkpoint_every=3, validation=VAL, eval_every=4, patience=10, **kwargs,
+    )
+
+
+def _interrupt_at(step):
+    def cb(info):
+        if info.step == step:
+            raise Interrupt
+
+    return cb
+
+
+def test_interrupted_run_resumes_bit_for_bit(tmp_path):
+    full = _run(tmp_path / "full.ckpt")
+    path = tmp_path / "cut.ckpt"
+    with pytest.raises(Interrupt):
+        _run(path, callbacks=[_interrupt_at(7)])  # dies after 8 steps; last checkpoint at 6
+    assert read_header(path)["step"] == 6
+    resumed = _run(path, resume=path)
+    assert resumed.history["loss"] == full.history["loss"]
+    assert resumed.history["val_nll"] == full.history["val_nll"]
+    assert resumed.history.best_step == full.history.best_step
+    for a, b in zip(_leaves(resumed.model), _leaves(full.model)):
+        np.testing.assert_array_equal(a, b)
+    # The end-of-run checkpoint holds the final model; a fresh process can load it alone.
+    for a, b in zip(_leaves(load_model(path)), _leaves(full.model)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_ctrl_c_saves_and_resume_true_continues(tmp_path):
+    path = tmp_path / "run.ckpt"
+
+    def ctrl_c(info):
+        if info.step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ar.fit(MODEL, DATA, num_steps=8, batch_size=16, checkpoint=path, checkpoint_every=100, callbacks=[ctrl_c])
+    assert read_header(path)["step"] == 5  # saved on the way out
+    resumed = ar.fit(MODEL, DATA, num_steps=8, batch_size=16, checkpoint=path, checkpoint_every=100, resume=True)
+    full = ar.fit(MODEL, DATA, num_steps=8, batch_size=16)
+    assert resumed.history["loss"] == full.history["loss"]
+    # resume=True without a file starts afresh.
+    fresh = ar.fit(MODEL, DATA, num_steps=2, batch_size=16, checkpoint=tmp_path / "new.ckpt", resume=True)
+    assert fresh.history["step"] == [0, 1]
+
+
+def test_round_trip_of_every_part(tmp_path):
+    path = tmp_path / "c.ckpt"
+    model = ar.fit(MODEL, DATA, num_steps=3, batch_size=16).model
+    params = eqx.filter(model, trainable_filter(model))
+    opt = optax.adam(1e-3)
+    state = opt.init(params)
+    ar.save_checkpoint(path, model=model, step=3, opt_state=state, rng={"seed": 5}, state={"x": 1.5})
+    ck = ar.load_checkpoint(path, MODEL, opt_state_like=opt.init(params))
+    assert ck.step == 3 and ck.header["rng"] == {"seed": 5} and ck.header["state"] == {"x": 1.5}
+    assert ar.spec_from_dict(ck.header["spec"]) == SPEC
+    for a, b in zip(_leaves(ck.model), _leaves(model)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree_util.tree_leaves(ck.opt_state), jax.tree_util.tree_leaves(state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert ck.best is None
+
+
+@pytest.fixture
+def good(tmp_path):
+    path = tmp_path / "good.ckpt"
+    ar.fit(MODEL, DATA, num_steps=2, batch_size=16, checkpoint=path)
+    return path
+
+
+def _refused(path, match, model=MODEL, **kwargs):
+    before = path.read_bytes() if path.exists() else None
+    with pytest.raises(ar.CheckpointError, match=match):
+        ar.load_checkpoint(path, model, **kwargs)
+    with pytest.raises(ar.CheckpointError, match=match):  # fit refuses too, and writes nothing
+        ar.fit(model, DATA, num_steps=4, batch_size=16, checkpoint=path, checkpoint_every=1, resume=path)
+    assert (path.read_bytes() if path.exists() else None) == before
+
+
+def test_bad_files_raise_clear_errors_and_stay_untouched(good, tmp_path):
+    raw = good.read_bytes()
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(raw[: len(raw) // 2])
+    _refused(truncated, "corrupted or truncated")
+    short = tmp_path / "short.ckpt"
+    short.write_bytes(raw[:20])
+    _refused(short, "truncated")
+    flipped = tmp_path / "flipped.ckpt"
+    flipped.write_bytes(raw[:-10] + bytes([raw[-10] ^ 1]) + raw[-9:])
+    _refused(flipped, "corrupted")
+    foreign = tmp_path / "foreign.ckpt"
+    foreign.write_bytes(b"\x80\x04\x95 this is a pickle, not a checkpoint")
+    _refused(foreign, "not an arprob checkpoint")
+    _refused(tmp_path / "missing.ckpt", "does not exist")
+    other = ar.compile(SPEC.replace(ordering=ar.Reverse()))
+    _refused(good, r"another spec: differs at spec\.ordering", model=other)
+
+
+def test_another_optimizer_is_refused(good):
+    model = ar.fit(MODEL, DATA, num_steps=1, batch_size=16).model
+    params = eqx.filter(model, trainable_filter(model))
+    with pytest.raises(ar.CheckpointError, match="opt_state"):
+        ar.load_checkpoint(good, MODEL, opt_state_like=optax.sgd(0.1, momentum=0.9).init(params))
