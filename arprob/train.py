@@ -286,6 +286,9 @@ def fit(
             history.add("eval_step", 0)
             history.add("val_nll", ev.nll)
             history.add("val_bpd", ev.bits_per_dim)
+        history.stop_reason = "nothing_to_train" if not trainable else "steps"
+        if checkpoint is not None and is_main_process():
+            save_checkpoint(checkpoint, model=model, step=0, history=history.to_json())
         return FitResult(model, history)
 
     # Batch size and the number of steps.
