@@ -2,7 +2,10 @@
 
 from . import heads as heads
 from .conditioners import Logistic as Logistic
+from .conditioners import PixelCNN as PixelCNN
+from .conditioners import RNN as RNN
 from .conditioners import Table as Table
+from .conditioners import WaveNet as WaveNet
 from .errors import DataError as DataError
 from .errors import SpecError as SpecError
 from .heads import Bernoulli as Bernoulli

@@ -1,0 +1,338 @@
+"""Dilated causal 1-D convolution (WaveNet) over the ordered sequence, with queue-cached sampling.
+
+The spec's D elements, in ordering order and grouped by step, form a sequence of S
+positions with ``m`` slots each (``m`` = the largest block; singletons give ``m = 1``).
+Position ``s`` reads
+
+    u_s = [ feats of the elements of step s-1 (zeros at s=0) , coords of the elements of step s ]
+
+(``coords``: present flag, row, column, channel scaled to [-1, 1], variable one-hot), so
+an output at position ``s`` that depends on ``u_{<=s}`` depends only on steps ``< s``:
+the contract holds for any ordering and any partition, and elements of one block never
+see each other. The network is a causal conv (kernel ``k``) followed by gated residual
+layers with dilation ``2^(l mod cycle)``:
+
+    z = tanh(W_f * h + V_f c) . sigmoid(W_g * h + V_g c),   h <- h + R z,   skip += S z,
+
+and ``params_s = W_2 relu(W_1 relu(skip) + V_o c)`` (``m x P`` values). A causal conv with
+dilation ``d`` at position ``s`` reads ``h_{s - i d}``, ``i = 0..k-1``: the sampler keeps, per
+layer, a ring buffer of the last ``(k-1) d`` inputs (Fast WaveNet), so each step costs
+one position of every layer instead of a full pass over S positions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from ..errors import SpecError
+from ..heads import Head
+from ..spec.layout import ElementLayout, Steps
+from ..spec.variables import Variable
+from .base import Conditioner, ConditionalSpec, ConditionerContext
+
+# ---------------------------------------------------------------------------------- sequence
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SequencePlan:
+    """Static arrangement of the spec's elements as a sequence of steps (numpy).
+
+    Attributes:
+        block_elements: ``(S, m)`` elements of each step in ordering order, padded with ``D``.
+        feat_index: ``(S, m * w)`` indices into the padded feature vector ``(F + 1,)``.
+        coords: ``(S, m, K)`` integer coordinate code of each slot; ``scale`` ``(S, m, K)``
+            its divisor (``K = 4 + V``: present, row, column, channel, variable one-hot).
+        out_index: ``(n,)`` flat ``step * m + slot`` of each element of the component.
+        row_slot: ``(n + 1,)`` slot of each component row (padding row ``n`` -> 0).
+    """
+
+    block_elements: np.ndarray
+    feat_index: np.ndarray
+    coords: np.ndarray
+    scale: np.ndarray
+    out_index: np.ndarray
+    row_slot: np.ndarray
+
+    @property
+    def num_steps(self) -> int:
+        return self.block_elements.shape[0]
+
+    @property
+    def slots(self) -> int:
+        return self.block_elements.shape[1]
+
+    @property
+    def input_size(self) -> int:
+        return self.feat_index.shape[1] + self.coords.shape[1] * self.coords.shape[2]
+
+
+def sequence_plan(layout: ElementLayout, steps: Steps, elements: np.ndarray) -> SequencePlan:
+    """Arrange the elements by step (see ``SequencePlan``); ``elements`` are the outputs."""
+    d, s_total = layout.num_elements, steps.num_steps
+    per_step = [steps.elements_of_step(s) for s in range(s_total)]
+    m = max(len(p) for p in per_step)
+    w = int(layout.feature_width.max())
+    nvar = len(layout.variables)
+    k = 4 + (nvar if nvar > 1 else 0)
+    block = np.full((s_total, m), d, dtype=np.int64)
+    slot = np.zeros(d, dtype=np.int64)
+    for s, elems in enumerate(per_step):
+        block[s, : len(elems)] = elems
+        slot[elems] = np.arange(len(elems))
+    f = layout.num_features
+    feat_index = np.full((s_total, m, w), f, dtype=np.int32)
+    coords = np.zeros((s_total, m, k), dtype=np.int32)
+    scale = np.ones((s_total, m, k), dtype=np.int32)
+    # per-variable coordinate ranges, so every coordinate is coded into [-1, 1]
+    span = np.ones((nvar, 3), dtype=np.int64)
+    for i in range(nvar):
+        c = layout.coords[layout.offsets[i] : layout.offsets[i + 1]]
+        span[i] = np.maximum(c.max(0), 1)
+    for s in range(s_total):
+        for j, e in enumerate(block[s]):
+            if e == d:
+                continue
+            width = int(layout.feature_width[e])
+            feat_index[s, j, :width] = layout.feature_offset[e] + np.arange(width)
+            v = int(layout.var_index[e])
+            coords[s, j, 0] = 1
+            coords[s, j, 1:4] = layout.coords[e]
+            scale[s, j, 1:4] = span[v]
+            if k > 4:
+                coords[s, j, 4 + v] = 1
+    out_index = steps.step[elements] * m + slot[elements]
+    row_slot = np.concatenate([slot[elements], [0]])
+    return SequencePlan(
+        block_elements=block,
+        feat_index=feat_index.reshape(s_total, m * w),
+        coords=coords,
+        scale=scale,
+        out_index=out_index.astype(np.int32),
+        row_slot=row_slot.astype(np.int32),
+    )
+
+
+class SequenceInputs(eqx.Module):
+    """Builds the inputs ``u_s`` (see the module docstring) from the feature vector."""
+
+    feat_index: Int[Array, "s mw"]
+    coords: Int[Array, "s mk"]
+    scale: Int[Array, "s mk"]
+
+    @classmethod
+    def from_plan(cls, plan: SequencePlan) -> "SequenceInputs":
+        s = plan.num_steps
+        return cls(
+            feat_index=jnp.asarray(plan.feat_index),
+            coords=jnp.asarray(plan.coords.reshape(s, -1)),
+            scale=jnp.asarray(plan.scale.reshape(s, -1)),
+        )
+
+    def coding(self, dtype) -> Float[Array, "s mk"]:
+        """Coordinate code in [-1, 1]: flags and one-hots become +-1, coordinates ``2 c / span - 1``."""
+        return 2.0 * self.coords.astype(dtype) / self.scale.astype(dtype) - 1.0
+
+    def all(self, feats: Float[Array, " f"]) -> Float[Array, "s i"]:
+        """Inputs of every position ``(S, input_size)`` (teacher forcing)."""
+        padded = jnp.concatenate([feats, jnp.zeros((1,), feats.dtype)])
+        vals = padded[self.feat_index]
+        prev = jnp.concatenate([jnp.zeros_like(vals[:1]), vals[:-1]], axis=0)
+        return jnp.concatenate([prev, self.coding(feats.dtype)], axis=-1)
+
+    def at(self, feats: Float[Array, " f"], s: Int[Array, ""]) -> Float[Array, " i"]:
+        """Input of position ``s`` (every element of a step ``< s`` must be in ``feats``)."""
+        padded = jnp.concatenate([feats, jnp.zeros((1,), feats.dtype)])
+        vals = padded[self.feat_index[jnp.maximum(s - 1, 0)]]
+        prev = jnp.where(s > 0, vals, jnp.zeros_like(vals))
+        return jnp.concatenate([prev, self.coding(feats.dtype)[s]], axis=-1)
+
+
+def _normal(key: PRNGKeyArray, shape: tuple[int, ...], fan_in: int, dtype) -> Array:
+    return jax.random.normal(key, shape, dtype) / np.sqrt(max(fan_in, 1))
+
+
+def check_positive_int(owner: str, name: str, value: object, minimum: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise SpecError(f"{owner}: expected {name} to be an integer >= {minimum}; got {value!r}.")
+
+
+# ----------------------------------------------------------------------------------- spec
+
+
+@dataclasses.dataclass(frozen=True)
+class WaveNet(ConditionalSpec):
+    """Dilated causal 1-D convolution over the ordered sequence (WaveNet).
+
+    Honours every ordering and every partition (a step's elements are one sequence
+    position; see the module docstring). Reads every earlier element of every variable.
+
+    Attributes:
+        channels: residual channels ``c``.
+        num_layers: gated residual layers; layer ``l`` has dilation ``2^(l mod cycle)``.
+        kernel_size: taps of every causal conv (``>= 2``).
+        dilation_cycle: restart the dilations every ``cycle`` layers (``None``: never).
+        head: the head; ``None`` picks one from the variable.
+    """
+
+    channels: int = 32
+    num_layers: int = 6
+    kernel_size: int = 2
+    dilation_cycle: int | None = None
+    head: Head | None = None
+    kind: ClassVar[str] = "wavenet"
+
+    def __post_init__(self) -> None:
+        check_positive_int("WaveNet", "channels", self.channels)
+        check_positive_int("WaveNet", "num_layers", self.num_layers)
+        check_positive_int("WaveNet", "kernel_size", self.kernel_size, 2)
+        if self.dilation_cycle is not None:
+            check_positive_int("WaveNet", "dilation_cycle", self.dilation_cycle)
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        cycle = self.num_layers if self.dilation_cycle is None else self.dilation_cycle
+        return tuple(2 ** (layer % cycle) for layer in range(self.num_layers))
+
+    def receptive_field(self) -> int:
+        """Positions (steps) each output sees, the current one included."""
+        return 1 + (self.kernel_size - 1) * (1 + sum(self.dilations))
+
+    def build(self, ctx: ConditionerContext, *, key: PRNGKeyArray) -> "WaveNetConditioner":
+        plan = sequence_plan(ctx.layout, ctx.steps, ctx.elements)
+        c, k, p, m = self.channels, self.kernel_size, ctx.head.num_params, plan.slots
+        cs = ctx.context_size
+        dtype = jnp.result_type(float)
+        keys = iter(jax.random.split(key, 8 + 6 * self.num_layers))
+        nrm = lambda shape, fan_in: _normal(next(keys), shape, fan_in, dtype)
+        zeros = lambda *shape: jnp.zeros(shape, dtype)
+        layers = tuple(
+            GatedLayer(
+                conv=nrm((k * c, 2 * c), k * c),
+                conv_bias=zeros(2 * c),
+                context=nrm((cs, 2 * c), cs) if cs else None,
+                res=nrm((c, c), c),
+                res_bias=zeros(c),
+                skip=nrm((c, c), c),
+                skip_bias=zeros(c),
+                dilation=d,
+            )
+            for d in self.dilations
+        )
+        return WaveNetConditioner(
+            inputs=SequenceInputs.from_plan(plan),
+            in_conv=nrm((k * plan.input_size, c), k * plan.input_size),
+            in_bias=zeros(c),
+            layers=layers,
+            out1=nrm((c, c), c),
+            out1_bias=zeros(c),
+            out1_context=nrm((cs, c), cs) if cs else None,
+            out2=zeros(c, m * p),
+            out2_bias=zeros(m * p),
+            out_index=jnp.asarray(plan.out_index),
+            row_slot=jnp.asarray(plan.row_slot),
+            kernel_size=k,
+            slots=m,
+            num_params=p,
+        )
+
+
+class GatedLayer(eqx.Module):
+    """One gated residual layer of dilation ``d`` (weights of all taps stacked: ``(k c, 2c)``)."""
+
+    conv: Float[Array, "kc c2"]
+    conv_bias: Float[Array, " c2"]
+    context: Float[Array, "cs c2"] | None
+    res: Float[Array, "c c"]
+    res_bias: Float[Array, " c"]
+    skip: Float[Array, "c c"]
+    skip_bias: Float[Array, " c"]
+    dilation: int = eqx.field(static=True)
+
+    def gate(self, stacked, context):
+        """``stacked``: the k taps of the input, concatenated ``(..., k c)``."""
+        pre = stacked @ self.conv + self.conv_bias
+        if self.context is not None:
+            pre = pre + context @ self.context
+        c = pre.shape[-1] // 2
+        return jnp.tanh(pre[..., :c]) * jax.nn.sigmoid(pre[..., c:])
+
+
+def causal_taps(h: Float[Array, "s c"], k: int, d: int) -> Float[Array, "s kc"]:
+    """``[h_{s-(k-1)d}, ..., h_{s-d}, h_s]`` at every position (zeros before the start)."""
+    n = h.shape[0]
+    padded = jnp.concatenate([jnp.zeros(((k - 1) * d, h.shape[1]), h.dtype), h], axis=0)
+    return jnp.concatenate([padded[i * d : i * d + n] for i in range(k)], axis=-1)
+
+
+def queue_taps(buffer: Float[Array, "r c"], h: Float[Array, " c"], s: Int[Array, ""], k: int, d: int):
+    """Same taps at position ``s`` from a ring buffer holding position ``t`` at ``t mod r``,
+    ``r = (k-1) d``; returns the taps and the buffer with ``h_s`` written."""
+    r = buffer.shape[0]
+    past = [buffer[(s - (k - 1 - i) * d) % r] for i in range(k - 1)]
+    return jnp.concatenate([*past, h], axis=-1), buffer.at[s % r].set(h)
+
+
+class WaveNetConditioner(Conditioner):
+    """Runtime WaveNet; the sampling cache is one ring buffer per causal conv."""
+
+    inputs: SequenceInputs
+    in_conv: Float[Array, "ki c"]
+    in_bias: Float[Array, " c"]
+    layers: tuple[GatedLayer, ...]
+    out1: Float[Array, "c c"]
+    out1_bias: Float[Array, " c"]
+    out1_context: Float[Array, "cs c"] | None
+    out2: Float[Array, "c mp"]
+    out2_bias: Float[Array, " mp"]
+    out_index: Int[Array, " n"]
+    row_slot: Int[Array, " n1"]
+    kernel_size: int = eqx.field(static=True)
+    slots: int = eqx.field(static=True)
+    num_params: int = eqx.field(static=True)
+
+    def _head(self, skip, context):
+        o = jax.nn.relu(skip) @ self.out1 + self.out1_bias
+        if self.out1_context is not None:
+            o = o + context @ self.out1_context
+        return jax.nn.relu(o) @ self.out2 + self.out2_bias
+
+    def __call__(self, x, feats, context):
+        k = self.kernel_size
+        h = causal_taps(self.inputs.all(feats), k, 1) @ self.in_conv + self.in_bias
+        skip = jnp.zeros_like(h)
+        for layer in self.layers:
+            z = layer.gate(causal_taps(h, k, layer.dilation), context)
+            h = h + z @ layer.res + layer.res_bias
+            skip = skip + z @ layer.skip + layer.skip_bias
+        out = self._head(skip, context)  # (S, m P)
+        return out.reshape(-1, self.num_params)[self.out_index]
+
+    def init_cache(self, context):
+        k, dtype = self.kernel_size, self.in_bias.dtype
+        c = self.in_bias.shape[0]
+        first = jnp.zeros((k - 1, self.in_conv.shape[0] // k), dtype)
+        return (first, tuple(jnp.zeros(((k - 1) * layer.dilation, c), dtype) for layer in self.layers))
+
+    def step(self, cache, x, feats, context, s, rows):
+        k = self.kernel_size
+        first, buffers = cache
+        taps, first = queue_taps(first, self.inputs.at(feats, s), s, k, 1)
+        h = taps @ self.in_conv + self.in_bias
+        skip = jnp.zeros_like(h)
+        new_buffers = []
+        for layer, buf in zip(self.layers, buffers):
+            taps, buf = queue_taps(buf, h, s, k, layer.dilation)
+            new_buffers.append(buf)
+            z = layer.gate(taps, context)
+            h = h + z @ layer.res + layer.res_bias
+            skip = skip + z @ layer.skip + layer.skip_bias
+        out = self._head(skip, context).reshape(self.slots, self.num_params)
+        params = out[jnp.take(self.row_slot, rows, mode="clip")]
+        return params, (first, tuple(new_buffers))
