@@ -124,6 +124,11 @@ def assert_samples_match(model: ar.Model, key, n: int = 20000, alpha: float = 1e
 
 
 def assert_cached_equals_naive(model: ar.Model, key, n: int = 8, context=None) -> None:
+    """Cached and naive samplers, same key: discrete draws identical; real draws equal up to
+    float rounding (an incremental matmul of another shape may differ in the last ulp, which
+    a continuous draw passes on; a cache bug changes parameters by far more)."""
     cached = np.asarray(model.sample_flat(key, n, context))
     naive = np.asarray(model.sample_flat(key, n, context, naive=True))
-    np.testing.assert_array_equal(cached, naive)
+    discrete = model.spec.layout.num_values > 0
+    np.testing.assert_array_equal(cached[:, discrete], naive[:, discrete])
+    np.testing.assert_allclose(cached[:, ~discrete], naive[:, ~discrete], rtol=1e-5, atol=1e-6)
