@@ -2,13 +2,22 @@
 
 from . import heads as heads
 from .conditioners import Logistic as Logistic
+from .conditioners import Table as Table
 from .conditioners import PixelCNN as PixelCNN
 from .conditioners import RNN as RNN
-from .conditioners import Table as Table
 from .conditioners import WaveNet as WaveNet
+from .conditioners import MADE as MADE
+from .conditioners import Transformer as Transformer
+from .conditioners.made import ensemble_log_prob as ensemble_log_prob
+from .conditioners.made import ensemble_sample as ensemble_sample
+from .conditioners.made import fit_order_agnostic as fit_order_agnostic
+from .conditioners.made import member_model as member_model
 from .errors import DataError as DataError
 from .errors import SpecError as SpecError
 from .heads import Bernoulli as Bernoulli
+from .heads import DiscretizedLogisticMixture as DiscretizedLogisticMixture
+from .heads import GaussianMixture as GaussianMixture
+from .heads import LogisticMixture as LogisticMixture
 from .heads import Gaussian as Gaussian
 from .model import Model as Model
 from .model import compile as compile

@@ -5,18 +5,22 @@ from .base import ConditionalSpec as ConditionalSpec
 from .base import ConditionerContext as ConditionerContext
 from .logistic import Logistic as Logistic
 from .logistic import LogisticConditioner as LogisticConditioner
+from .table import Table as Table
+from .table import TableConditioner as TableConditioner
 from .pixelcnn import PixelCNN as PixelCNN
 from .pixelcnn import PixelCNNConditioner as PixelCNNConditioner
 from .rnn import RNN as RNN
 from .rnn import RNNConditioner as RNNConditioner
-from .table import Table as Table
-from .table import TableConditioner as TableConditioner
 from .wavenet import WaveNet as WaveNet
 from .wavenet import WaveNetConditioner as WaveNetConditioner
+from .made import MADE as MADE
+from .made import MADEConditioner as MADEConditioner
+from .transformer import Transformer as Transformer
+from .transformer import TransformerConditioner as TransformerConditioner
 
-CONDITIONAL_KINDS: dict[str, type[ConditionalSpec]] = {
-    cls.kind: cls for cls in (Table, Logistic, PixelCNN, WaveNet, RNN)
-}
+CONDITIONAL_KINDS: dict[str, type[ConditionalSpec]] = {cls.kind: cls for cls in (Table, Logistic)}
+CONDITIONAL_KINDS.update({cls.kind: cls for cls in (PixelCNN, WaveNet, RNN)})
+CONDITIONAL_KINDS.update({cls.kind: cls for cls in (MADE, Transformer)})
 
 
 def register_conditional(cls: type[ConditionalSpec]) -> type[ConditionalSpec]:

@@ -1,9 +1,13 @@
 """Heads: the distribution of an element given its parameters."""
 
 from .base import Head as Head
+from .logistic_mixture import DiscretizedLogisticMixture as DiscretizedLogisticMixture
+from .logistic_mixture import GaussianMixture as GaussianMixture
+from .logistic_mixture import LogisticMixture as LogisticMixture
 from .simple import Bernoulli as Bernoulli
 from .simple import Categorical as Categorical
 from .simple import Gaussian as Gaussian
 from .simple import default_head as default_head
 
 HEAD_KINDS: dict[str, type[Head]] = {cls.kind: cls for cls in (Bernoulli, Categorical, Gaussian)}
+HEAD_KINDS.update({cls.kind: cls for cls in (DiscretizedLogisticMixture, LogisticMixture, GaussianMixture)})

@@ -1,0 +1,639 @@
+"""MADE: one masked MLP shared by every conditional, with order-agnostic ensembles.
+
+**Degrees from the step vector.** Every degree is a step of the spec (elements of one
+block share a degree):
+
+- input feature ``f``: ``m_in(f) = step[element(f)]``; a context input has degree ``-1``;
+- hidden unit ``k`` of layer ``l``: ``m_l(k)`` in ``[lo, hi]`` with ``lo = -1`` when there
+  is a context (else ``0``) and ``hi = max(out_step) - 1`` (a unit of a larger degree
+  could feed no output);
+- output element ``e``: ``m_out(e) = step[e]``.
+
+Connectivity (``arprob.masks.rank_mask``): input/hidden -> hidden iff
+``m_l(k) >= m_{l-1}(k')``; hidden -> output iff ``step[e] > m_L(k)`` (strict); direct
+input -> output iff ``step[e] > m_in(f)`` (strict). A path from input ``f`` to output
+``e`` therefore needs ``step[e] > m_L >= ... >= m_1 >= m_in(f)``: the autoregressive
+contract. The context is connected to every hidden unit and, directly, to every output.
+
+Hidden degrees are spread evenly (``degrees="equal"``: every value of ``[lo, hi]`` once
+before any twice; with fewer units than values, ``round(linspace(lo, hi, H))`` skips
+values) or drawn uniformly (``degrees="random"``, each layer from the previous layer's
+minimum, as in Germain et al.). **Narrow layers cost conditionals**: when degree ``d``
+has no unit, an input of step ``d`` reaches hidden units only of degree ``>= d' > d``
+(the next present degree), so outputs with step in ``(d, d']`` cannot use it except
+through the direct connection.
+
+**Ensembles / order-agnostic training.** The conditioner holds ``K`` mask sets
+(*members*) and a member index (an int array leaf, so changing it never retraces).
+Member 0 uses the spec's own step vector; member ``k >= 1`` keeps the spec's blocks but
+visits them in another order (``ordering_family="random"``: a permutation of the blocks
+drawn from ``default_rng((seed, k))``; ``"fixed"``: the spec's order, i.e.
+connectivity-agnostic only; or an explicit tuple of ``K - 1`` orderings that keep each
+block consecutive), each resolved by ``compute_steps`` with ``Explicit`` /
+``ExplicitBlocks``. With ``degrees="random"`` every member also draws its own hidden
+degrees. Every member is an exact autoregressive model in its own ordering, so
+
+- ``fit_order_agnostic`` draws a member per minibatch (order/connectivity-agnostic
+  training over the family);
+- ``ensemble_log_prob`` is ``log (1/K) sum_k p_k(x)``, a mixture of normalised densities,
+  hence normalised;
+- ``member_model(model, k)`` is member ``k`` as an ordinary ``Model`` (spec with that
+  member's ordering, same weights), which samples in its own ordering;
+  ``ensemble_sample`` picks a member per sample and samples it exactly.
+
+``model.log_prob`` of a MADE model is the density of its current member (0 by default).
+Every component of a model with ``K > 1`` must be a MADE with the same family.
+
+**Cached sampling.** A hidden unit of degree ``d`` depends only on steps ``<= d``, so at
+sampling step ``s = d + 1`` it is computed, once, from the now complete inputs and stored;
+outputs of step ``s`` read units of degree ``< s``, all computed. Summed over the steps
+this is one forward pass. Hidden units are stored sorted by degree, so the units of a
+step are one contiguous window (a dynamic slice of the weights, an in-place update of the
+cache). The cached pre-activation of a unit is the same sum
+as in the full pass but evaluated by a smaller matrix product, so it can differ from it in
+the last ulp (see docs/neural_made_transformer.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from ..errors import SpecError
+from ..heads import Head
+from ..masks import rank_mask
+from ..spec.layout import ElementLayout, Steps, compute_steps
+from ..spec.orderings import Explicit, Ordering
+from ..spec.partitions import ExplicitBlocks
+from ..spec.variables import Variable
+from .base import Conditioner, ConditionalSpec, ConditionerContext
+
+ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "gelu": jax.nn.gelu}
+
+
+# --------------------------------------------------------------------------- spec
+@dataclasses.dataclass(frozen=True)
+class MADE(ConditionalSpec):
+    """Masked autoencoder for distribution estimation (Germain et al. 2015).
+
+    Attributes:
+        hidden: widths of the hidden layers (``()`` for none; then ``direct`` must be on).
+        direct: add masked direct input -> output connections.
+        num_orderings: ``K``, the number of mask sets (ensemble members).
+        ordering_family: ``"random"`` (random permutations of the spec's blocks),
+            ``"fixed"`` (the spec's ordering for every member; with ``degrees="random"``
+            this is connectivity-agnostic training), or a tuple of ``K - 1`` orderings for
+            members ``1..K-1`` (member 0 is always the spec's own ordering).
+        degrees: ``"equal"`` (evenly spread hidden degrees) or ``"random"`` (drawn per
+            member and layer).
+        activation: ``"relu"``, ``"tanh"`` or ``"gelu"``.
+        seed: seed of the member orderings and random degrees.
+        head: the head; ``None`` picks Bernoulli / Categorical / Gaussian from the variable.
+    """
+
+    hidden: tuple[int, ...] = (500,)
+    direct: bool = True
+    num_orderings: int = 1
+    ordering_family: str | tuple[Ordering, ...] = "random"
+    degrees: str = "equal"
+    activation: str = "relu"
+    seed: int = 0
+    head: Head | None = None
+    kind: ClassVar[str] = "made"
+
+    def __post_init__(self) -> None:
+        hidden = (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)
+        object.__setattr__(self, "hidden", hidden)
+        for i, h in enumerate(hidden):
+            if not isinstance(h, int) or isinstance(h, bool) or h < 1:
+                raise SpecError(f"MADE hidden[{i}] must be a positive integer width; got {h!r}.")
+        if not hidden and not self.direct:
+            raise SpecError("MADE with hidden=() needs direct=True; otherwise no input reaches an output.")
+        if not isinstance(self.num_orderings, int) or self.num_orderings < 1:
+            raise SpecError(f"MADE num_orderings must be an integer >= 1; got {self.num_orderings!r}.")
+        family = self.ordering_family
+        if isinstance(family, str):
+            if family not in ("random", "fixed"):
+                raise SpecError(
+                    f"MADE ordering_family must be 'random', 'fixed' or a tuple of orderings; got {family!r}."
+                )
+        else:
+            family = tuple(family)
+            object.__setattr__(self, "ordering_family", family)
+            for i, o in enumerate(family):
+                if not isinstance(o, Ordering):
+                    raise SpecError(f"MADE ordering_family[{i}] is {o!r}; expected an arprob Ordering.")
+            if len(family) != self.num_orderings - 1:
+                raise SpecError(
+                    f"MADE with num_orderings={self.num_orderings} needs {self.num_orderings - 1} orderings in "
+                    f"ordering_family (member 0 is the spec's own ordering); got {len(family)}."
+                )
+        if self.degrees not in ("equal", "random"):
+            raise SpecError(f"MADE degrees must be 'equal' or 'random'; got {self.degrees!r}.")
+        if self.activation not in ACTIVATIONS:
+            raise SpecError(f"MADE activation must be one of {sorted(ACTIVATIONS)}; got {self.activation!r}.")
+
+    def validate(self, variable: Variable, layout: ElementLayout, steps: Steps, context_size: int) -> None:
+        self.bind_head(variable)
+        member_steps(self, layout, steps)  # raises if an explicit family ordering splits a block
+
+    def build(self, ctx: ConditionerContext, *, key: PRNGKeyArray) -> "MADEConditioner":
+        return build_made(self, ctx, key)
+
+
+# ------------------------------------------------------------------ member orderings
+def _blocks(steps: Steps) -> list[np.ndarray]:
+    return [steps.elements_of_step(s) for s in range(steps.num_steps)]
+
+
+def member_steps(spec: MADE, layout: ElementLayout, steps: Steps) -> list[Steps]:
+    """The step vector of every member: member 0 is ``steps``; the others reorder its blocks."""
+    blocks = _blocks(steps)
+    out = [steps]
+    for k in range(1, spec.num_orderings):
+        if spec.ordering_family == "fixed":
+            out.append(steps)
+            continue
+        if spec.ordering_family == "random":
+            order = np.random.default_rng((spec.seed, k)).permutation(len(blocks))
+            perm = np.concatenate([blocks[b] for b in order])
+        else:
+            perm = np.asarray(spec.ordering_family[k - 1].permutation(layout.variables))
+        try:
+            member = compute_steps(layout.variables, Explicit(tuple(int(e) for e in perm)), ExplicitBlocks(tuple(
+                tuple(int(e) for e in b) for b in blocks)))
+        except SpecError as err:
+            raise SpecError(
+                f"MADE ordering_family member {k}: the ordering must keep each block of the spec's partition "
+                f"consecutive ({err})"
+            ) from None
+        out.append(member)
+    return out
+
+
+def _hidden_degrees(spec: MADE, lo: int, hi: int, rng: np.random.Generator | None) -> list[np.ndarray]:
+    """Degrees of every hidden layer (``rng`` None: evenly spread), each sorted ascending."""
+    degrees, prev_min = [], lo
+    for width in spec.hidden:
+        if rng is None:
+            r = hi - lo + 1
+            d = lo + np.arange(width) % r if width >= r else np.round(np.linspace(lo, hi, width)).astype(np.int64)
+        else:
+            d = rng.integers(prev_min, hi + 1, size=width)
+            prev_min = int(d.min())
+        degrees.append(np.sort(np.asarray(d, dtype=np.int64)))
+    return degrees
+
+
+def _units_at_step(degrees: np.ndarray, num_steps: int, width: int) -> np.ndarray:
+    """``(S, u)``: units whose degree is ``s - 1`` (computed at sampling step ``s``), padded with ``width``."""
+    lists = [np.flatnonzero(degrees == s - 1) for s in range(num_steps)]
+    u = max(1, max((len(x) for x in lists), default=1))
+    table = np.full((num_steps, u), width, dtype=np.int32)
+    for s, x in enumerate(lists):
+        assert np.all(np.diff(x) == 1), "hidden degrees must be sorted (the step's units form one window)"
+        table[s, : len(x)] = x
+    return table
+
+
+Plan = tuple[tuple[int, int, int], ...]
+
+
+def block_plan(row_deg: np.ndarray, col_deg: np.ndarray, *, strict: bool, groups: int = 3) -> Plan:
+    """Cut a staircase mask into row groups ``(r0, r1, b)``.
+
+    With rows and columns sorted by degree, ``rank_mask(col_deg, row_deg)`` allows each row
+    a prefix of the columns, non-decreasing down the rows, so rows ``[r0, r1)`` never read
+    columns ``>= b`` (the prefix of their last row). One masked product per group over
+    ``[0, b)`` skips the masked upper-right blocks: with G groups about ``(G + 1) / 2G`` of
+    the dense FLOPs and of the masking work (G = 3 for hidden layers, 4 for the outputs
+    measured fastest at D = 784 on CPU; more groups make the products too small).
+    """
+    assert np.all(np.diff(row_deg) >= 0) and np.all(np.diff(col_deg) >= 0)
+    allowed = rank_mask(col_deg, row_deg, strict=strict)
+    lengths = allowed.sum(1)
+    assert np.array_equal(allowed, np.arange(len(col_deg))[None, :] < lengths[:, None])
+    bounds = np.unique(np.linspace(0, len(row_deg), min(groups, len(row_deg)) + 1).round().astype(int))
+    return tuple((int(r0), int(r1), int(lengths[r1 - 1])) for r0, r1 in zip(bounds[:-1], bounds[1:]))
+
+
+def _blocked_matmul(x, w, plan: Plan, row_deg, col_deg, strict: bool):
+    """``(W * M) @ x`` for a staircase mask ``M`` (``w (R, C)``, ``x (C,)``), by row groups."""
+    outs = []
+    for r0, r1, b in plan:
+        if b == 0:
+            outs.append(jnp.zeros(r1 - r0, w.dtype))
+        else:
+            allowed = _compare(row_deg[r0:r1], col_deg[:b], strict)
+            outs.append(x[:b] @ jnp.where(allowed, w[r0:r1, :b], 0.0).T)
+    return jnp.concatenate(outs) if len(outs) > 1 else outs[0]
+
+
+def _compare(row_deg, col_deg, strict: bool):
+    """The rank comparison of ``arprob.masks.rank_mask`` on (possibly traced) degree vectors."""
+    return row_deg[:, None] > col_deg[None, :] if strict else row_deg[:, None] >= col_deg[None, :]
+
+
+# ---------------------------------------------------------------------- runtime
+class MADEConditioner(Conditioner):
+    """Runtime MADE (see the module docstring).
+
+    Storage order: hidden units are sorted by member-0 degree, the network's inputs are
+    the features permuted by ``in_perm`` (sorted by member-0 input degree) and the output
+    rows are this variable's elements permuted by ``out_perm`` (sorted by member-0 step).
+    Masks are never stored: they are the rank comparisons of the degree vectors of the
+    current member (``in_deg``/``hidden_deg``/``out_deg``, stacked over members). With a
+    single member the products use ``block_plan`` (staircase masks, skipping masked blocks).
+    """
+
+    weights: tuple[Float[Array, "h h_prev"], ...]
+    biases: tuple[Float[Array, " h"], ...]
+    context_weight: Float[Array, "h1 c"] | None
+    out_weight: Float[Array, "n p hL"]
+    out_bias: Float[Array, "n p"]
+    direct_weight: Float[Array, "n p f"] | None
+    context_out: Float[Array, "n p c"] | None
+    in_deg: Int[Array, "k f"]
+    hidden_deg: tuple[Int[Array, "k h"], ...]
+    out_deg: Int[Array, "k n"]
+    in_perm: Int[Array, " f"]
+    in_pos: Int[Array, " f"]
+    out_pos: Int[Array, " n1"]
+    units_at_step: tuple[Int[Array, "k s u"], ...]
+    member_steps: Int[Array, "k d"]
+    member: Int[Array, ""]
+    activation: str = eqx.field(static=True)
+    plans: tuple[Plan, ...] | None = eqx.field(static=True)  # hidden layers, output, direct (K = 1)
+    in_identity: bool = eqx.field(static=True)
+    out_identity: bool = eqx.field(static=True)
+
+    @property
+    def num_members(self) -> int:
+        return int(self.member_steps.shape[0])
+
+    def _act(self, a):
+        return ACTIVATIONS[self.activation](a)
+
+    def masks(self, k: int = 0) -> dict[str, np.ndarray]:
+        """Member ``k``'s boolean masks in storage order (for inspection and tests)."""
+        degs = [np.asarray(self.in_deg[k])[np.asarray(self.in_perm)]] + [np.asarray(d[k]) for d in self.hidden_deg]
+        out = {f"hidden{l}": rank_mask(degs[l], degs[l + 1], strict=False) for l in range(len(self.hidden_deg))}
+        out_deg = np.asarray(self.out_deg[k])
+        out["output"] = rank_mask(degs[-1], out_deg, strict=True)
+        out["direct"] = rank_mask(degs[0], out_deg, strict=True)
+        return out
+
+    def _matmul(self, x, w, i: int, row_deg, col_deg, strict: bool):
+        if self.plans is not None:
+            return _blocked_matmul(x, w, self.plans[i], row_deg, col_deg, strict)
+        return x @ jnp.where(_compare(row_deg, col_deg, strict), w, 0.0).T  # x @ W.T: the batched layout
+
+    def __call__(self, x, feats, context):
+        m = self.member
+        n, p = self.out_bias.shape
+        xs = feats if self.in_identity else feats[self.in_perm]
+        in_deg = self.in_deg[m] if self.in_identity else self.in_deg[m][self.in_perm]
+        h, deg = xs, in_deg
+        for l, (w, b, hdeg) in enumerate(zip(self.weights, self.biases, self.hidden_deg)):
+            pre = self._matmul(h, w, l, hdeg[m], deg, False) + b
+            if l == 0 and self.context_weight is not None:
+                pre = pre + self.context_weight @ context
+            h, deg = self._act(pre), hdeg[m]
+        out_deg = jnp.repeat(self.out_deg[m], p)
+        out = self.out_bias.reshape(-1)
+        if self.weights:
+            out = out + self._matmul(h, self.out_weight.reshape(n * p, -1), len(self.weights), out_deg, deg, True)
+        if self.direct_weight is not None:
+            out = out + self._matmul(xs, self.direct_weight.reshape(n * p, -1), len(self.weights) + 1, out_deg, in_deg, True)
+        out = out.reshape(n, p)
+        if self.context_out is not None:
+            out = out + jnp.einsum("npc,c->np", self.context_out, context)
+        return out if self.out_identity else out[self.out_pos[:-1]]
+
+    def init_cache(self, context):
+        return tuple(jnp.zeros(w.shape[0], w.dtype) for w in self.weights)
+
+    def step(self, cache, x, feats, context, s, rows):
+        """Compute the hidden units of degree ``s - 1`` (now complete), then the rows of step ``s``."""
+        m = self.member
+        in_deg = self.in_deg[m]  # natural feature order
+        natural = lambda a: a if self.in_identity else jnp.take(a, self.in_pos, axis=-1)
+        hs, inp, deg = [], feats, in_deg
+        for l, (w, b, hdeg, table) in enumerate(zip(self.weights, self.biases, self.hidden_deg, self.units_at_step)):
+            # Units are sorted by degree, so this step's units are contiguous: one window of
+            # u rows (dynamic slices, in-place update); rows outside the step keep their value.
+            width, u = w.shape[0], table.shape[-1]
+            units = table[m, s]
+            count = jnp.sum(units < width)
+            start = jnp.clip(units[0], 0, width - u)
+            offset = units[0] - start
+            win = lambda a, start=start, u=u: jax.lax.dynamic_slice_in_dim(a, start, u, axis=0)
+            wu = natural(win(w)) if l == 0 else win(w)
+            pre = jnp.where(_compare(win(hdeg[m]), deg, False), wu, 0.0) @ inp + win(b)
+            if l == 0 and self.context_weight is not None:
+                pre = pre + win(self.context_weight) @ context
+            j = jnp.arange(u)
+            fresh = (j >= offset) & (j < offset + count)
+            new = jnp.where(fresh, self._act(pre), win(cache[l]))
+            h = jax.lax.dynamic_update_slice_in_dim(cache[l], new, start, axis=0)
+            hs.append(h)
+            inp, deg = h, hdeg[m]
+        srows = jnp.take(self.out_pos, rows, mode="clip")  # storage rows of this step's elements
+        take_rows = lambda a: jnp.take(a, srows, axis=0, mode="clip")
+        out_deg = take_rows(self.out_deg[m])
+        out = take_rows(self.out_bias)
+        if self.weights:
+            w = jnp.where(_compare(out_deg, deg, True)[:, None, :], take_rows(self.out_weight), 0.0)
+            out = out + jnp.einsum("npk,k->np", w, inp)
+        if self.direct_weight is not None:
+            w = jnp.where(_compare(out_deg, in_deg, True)[:, None, :], natural(take_rows(self.direct_weight)), 0.0)
+            out = out + jnp.einsum("npf,f->np", w, feats)
+        if self.context_out is not None:
+            out = out + jnp.einsum("npc,c->np", take_rows(self.context_out), context)
+        return out, tuple(hs)
+
+
+def _init_rows(key, shape, fan_in: np.ndarray, dtype) -> jax.Array:
+    """N(0, 1/fan_in) per output row, ``fan_in`` the number of allowed inputs of that row."""
+    scale = 1.0 / np.sqrt(np.maximum(fan_in, 1)).reshape((-1,) + (1,) * (len(shape) - 1))
+    return jax.random.normal(key, shape, dtype) * jnp.asarray(scale, dtype)
+
+
+def build_made(spec: MADE, ctx: ConditionerContext, key: PRNGKeyArray) -> MADEConditioner:
+    layout = ctx.layout
+    n, p = ctx.num_outputs, ctx.head.num_params
+    f, c = layout.num_features, ctx.context_size
+    dtype = jnp.result_type(float)
+    members = member_steps(spec, layout, ctx.steps)
+    feature_element = layout.feature_element
+    in_degs = [st.step[feature_element] for st in members]
+    out_degs = [st.step[ctx.elements] for st in members]
+    in_perm = np.argsort(in_degs[0], kind="stable")
+    out_perm = np.argsort(out_degs[0], kind="stable")
+    hidden_degs: list[list[np.ndarray]] = []
+    for k, st in enumerate(members):
+        lo = -1 if c else int(in_degs[k].min())
+        hi = max(int(out_degs[k].max()) - 1, lo)
+        rng = np.random.default_rng((spec.seed, k, 1)) if spec.degrees == "random" else None
+        hidden_degs.append(_hidden_degrees(spec, lo, hi, rng))
+
+    # member-0 masks in storage order (rank_mask), used for init and the K = 1 block plans
+    chain = [in_degs[0][in_perm]] + hidden_degs[0]
+    out_sorted = out_degs[0][out_perm]
+    plans = None
+    if len(members) == 1:
+        plans = tuple(block_plan(chain[l + 1], chain[l], strict=False) for l in range(len(spec.hidden)))
+        plans += (
+            block_plan(np.repeat(out_sorted, p), chain[-1], strict=True, groups=4),
+            block_plan(np.repeat(out_sorted, p), chain[0], strict=True, groups=4),
+        )
+    tables = []
+    for l, width in enumerate(spec.hidden):
+        per = [_units_at_step(hd[l], st.num_steps, width) for hd, st in zip(hidden_degs, members)]
+        u = max(t.shape[1] for t in per)
+        stacked = np.full((len(members), members[0].num_steps, u), width, dtype=np.int32)
+        for k, t in enumerate(per):
+            stacked[k, :, : t.shape[1]] = t
+        tables.append(jnp.asarray(stacked))
+
+    keys = jax.random.split(key, len(spec.hidden) + 3)
+    weights, biases, fan_prev = [], [], f
+    for l, width in enumerate(spec.hidden):
+        fan_in = rank_mask(chain[l], chain[l + 1], strict=False).sum(1) + c
+        weights.append(_init_rows(keys[l], (width, fan_prev), fan_in, dtype))
+        biases.append(jnp.zeros(width, dtype))
+        fan_prev = width
+    out_weight = (
+        _init_rows(keys[-3], (n, p, spec.hidden[-1]), rank_mask(chain[-1], out_sorted, strict=True).sum(1), dtype)
+        if spec.hidden
+        else jnp.zeros((n, p, 0), dtype)
+    )
+    out_pos = np.empty(n + 1, dtype=np.int32)
+    out_pos[out_perm] = np.arange(n)
+    out_pos[n] = n  # padding row -> clipped
+    in_pos = np.empty(f, dtype=np.int32)
+    in_pos[in_perm] = np.arange(f)
+    return MADEConditioner(
+        weights=tuple(weights),
+        biases=tuple(biases),
+        context_weight=(
+            _init_rows(keys[-2], (spec.hidden[0], c), np.full(spec.hidden[0], c), dtype) if (c and spec.hidden) else None
+        ),
+        out_weight=out_weight,
+        out_bias=jnp.zeros((n, p), dtype),
+        direct_weight=jnp.zeros((n, p, f), dtype) if spec.direct else None,
+        context_out=jnp.zeros((n, p, c), dtype) if c else None,
+        in_deg=jnp.asarray(np.stack(in_degs).astype(np.int32)),
+        hidden_deg=tuple(jnp.asarray(np.stack([hd[l] for hd in hidden_degs]).astype(np.int32)) for l in range(len(spec.hidden))),
+        out_deg=jnp.asarray(np.stack([d[out_perm] for d in out_degs]).astype(np.int32)),
+        in_perm=jnp.asarray(in_perm.astype(np.int32)),
+        in_pos=jnp.asarray(in_pos),
+        out_pos=jnp.asarray(out_pos),
+        units_at_step=tuple(tables),
+        member_steps=jnp.asarray(np.stack([st.step for st in members]).astype(np.int32)),
+        member=jnp.asarray(0, jnp.int32),
+        activation=spec.activation,
+        plans=plans,
+        in_identity=bool(np.array_equal(in_perm, np.arange(f))),
+        out_identity=bool(np.array_equal(out_perm, np.arange(n))),
+    )
+
+
+# ------------------------------------------------------------------- ensembles
+def _made_components(model) -> tuple[int, np.ndarray]:
+    """``(K, member_steps)`` of a model; raises if members are inconsistent across components."""
+    conds = [comp.conditioner for comp in model.components]
+    made = [cond for cond in conds if isinstance(cond, MADEConditioner)]
+    if not made:
+        raise SpecError("The model has no MADE conditional.")
+    steps = np.asarray(made[0].member_steps)
+    k = steps.shape[0]
+    if k > 1:
+        for comp in model.components:
+            cond = comp.conditioner
+            if not isinstance(cond, MADEConditioner):
+                raise SpecError(
+                    f"Variable {comp.name!r} uses {type(cond).__name__}; a model with {k} MADE orderings needs every "
+                    "variable to be a MADE with the same ordering family (its ordering cannot change per member)."
+                )
+            if not np.array_equal(np.asarray(cond.member_steps), steps):
+                raise SpecError(
+                    f"Variable {comp.name!r}: its MADE has different member orderings from the first MADE; give every "
+                    "MADE the same num_orderings, ordering_family and seed."
+                )
+    return k, steps
+
+
+def num_members(model) -> int:
+    """``K``, the number of mask sets (ensemble members) of a MADE model."""
+    return _made_components(model)[0]
+
+
+def with_member(model, k):
+    """``model`` with every MADE switched to member ``k`` (``k`` may be a traced int).
+
+    The spec (and so ``sample``) is unchanged: use it for densities; sample a member
+    through ``member_model``.
+    """
+    k = jnp.asarray(k, jnp.int32)
+    for i, comp in enumerate(model.components):
+        if isinstance(comp.conditioner, MADEConditioner):
+            model = eqx.tree_at(lambda m, i=i: m.components[i].conditioner.member, model, k)
+    return model
+
+
+def member_model(model, k: int):
+    """Member ``k`` as an ordinary ``Model``: its spec has the member's ordering (so it samples
+    in that ordering) and its MADEs use mask set ``k`` with the shared weights."""
+    from ..model import Component, Model, _block_schedule
+
+    num, steps = _made_components(model)
+    if not isinstance(k, int) or not 0 <= k < num:
+        raise ValueError(f"Expected a member index in 0..{num - 1}; got {k!r}.")
+    model = with_member(model, k)
+    if k == 0:
+        return model
+    spec = model.spec
+    step = steps[k].astype(np.int64)
+    perm = np.lexsort((spec.steps.position, step))
+    groups = tuple(tuple(int(e) for e in perm[step[perm] == s]) for s in range(int(step.max()) + 1))
+    new_spec = spec.replace(ordering=Explicit(tuple(int(e) for e in perm)), partition=ExplicitBlocks(groups))
+    assert np.array_equal(new_spec.steps.step, step)
+    d = new_spec.num_elements
+    components = []
+    for comp in model.components:
+        rows, elems = _block_schedule(step, np.asarray(comp.elements), new_spec.steps.num_steps, d)
+        components.append(
+            Component(
+                name=comp.name,
+                head=comp.head,
+                conditioner=comp.conditioner,
+                elements=comp.elements,
+                block_rows=jnp.asarray(rows),
+                block_elements=jnp.asarray(elems),
+            )
+        )
+    return Model(spec=new_spec, encoder=model.encoder, components=tuple(components))
+
+
+def ensemble_log_prob(model, data, context=None) -> Float[Array, " b"]:
+    """Ensemble density over the ``K`` members: ``log (1/K) sum_k p_k(x)`` (exact, normalised)."""
+    num, _ = _made_components(model)
+    x, ctx = model._prepare(data, context)
+    terms = jnp.stack([with_member(model, k)._log_prob(x, ctx) for k in range(num)])
+    return jax.scipy.special.logsumexp(terms, axis=0) - math.log(num)
+
+
+def ensemble_sample(model, key: PRNGKeyArray, n: int, context=None) -> Float[Array, "n d"]:
+    """``n`` exact samples of the ensemble (flat): a uniform member per sample, then its ancestral sampler."""
+    num, _ = _made_components(model)
+    k_pick, k_draw = jax.random.split(key)
+    which = np.asarray(jax.random.randint(k_pick, (n,), 0, num))
+    out = np.zeros((n, model.spec.num_elements), np.float32)
+    for k in range(num):
+        idx = np.flatnonzero(which == k)
+        if idx.size:
+            ctx = None if context is None else np.asarray(context)[idx]
+            out[idx] = np.asarray(member_model(model, k).sample_flat(jax.random.fold_in(k_draw, k), int(idx.size), ctx))
+    return jnp.asarray(out)
+
+
+def fit_order_agnostic(
+    model,
+    data,
+    *,
+    context=None,
+    optimizer: optax.GradientTransformation | None = None,
+    num_steps: int = 1000,
+    batch_size: int = 128,
+    seed: int = 0,
+    validation=None,
+    validation_context=None,
+    eval_every: int = 100,
+):
+    """Maximum likelihood with a uniformly drawn member (ordering + hidden degrees) per minibatch.
+
+    **Arguments:** as ``arprob.fit`` (``optimizer`` default ``optax.adam(1e-3)``), plus
+        validation: optional held-out data; every ``eval_every`` steps its ensemble NLL
+            (``-mean ensemble_log_prob``, nats) is recorded in ``history["val_step"]`` /
+            ``history["val_nll"]`` and the best model is returned.
+
+    **Returns:** ``FitResult(model, history)``, the model at member 0. With ``K = 1`` this
+    is ordinary training.
+    """
+    from ..train import FitResult, fit_tables, trainable_filter
+    from ..validation import as_context, as_flat
+
+    num, _ = _made_components(model)
+    x = np.asarray(as_flat(model.spec, data))
+    ctx = as_context(model.spec, context, x.shape[0])
+    ctx = None if ctx is None else np.asarray(ctx)
+    model = fit_tables(model, x)
+    history: dict[str, list[float]] = {"step": [], "loss": [], "member": []}
+    optimizer = optax.adam(1e-3) if optimizer is None else optimizer
+    params, static = eqx.partition(model, trainable_filter(model))
+    opt_state = optimizer.init(params)
+
+    @eqx.filter_jit
+    def train_step(params, opt_state, xb, cb, k):
+        def loss_fn(p):
+            return -jnp.mean(with_member(eqx.combine(p, static), k)._log_prob(xb, cb))
+
+        loss, grads = eqx.filter_value_and_grad(loss_fn)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return eqx.apply_updates(params, updates), opt_state, loss
+
+    val = None if validation is None else as_flat(model.spec, validation, what="validation")
+    best = (math.inf, params)
+    history.update({"val_step": [], "val_nll": []})
+
+    def evaluate(step: int, params) -> None:
+        nonlocal best
+        nll = float(-jnp.mean(ensemble_log_prob(eqx.combine(params, static), val, validation_context)))
+        history["val_step"].append(step)
+        history["val_nll"].append(nll)
+        if nll < best[0]:
+            best = (nll, params)
+
+    rng = np.random.default_rng(seed)
+    n = x.shape[0]
+    batch_size = min(batch_size, n)
+    order, pos = rng.permutation(n), 0
+    for step in range(num_steps):
+        if pos + batch_size > n:
+            order, pos = rng.permutation(n), 0
+        idx = order[pos : pos + batch_size]
+        pos += batch_size
+        k = int(rng.integers(num))
+        params, opt_state, loss = train_step(
+            params, opt_state, x[idx], None if ctx is None else ctx[idx], jnp.asarray(k, jnp.int32)
+        )
+        history["step"].append(step)
+        history["loss"].append(float(loss))
+        history["member"].append(k)
+        if val is not None and ((step + 1) % eval_every == 0 or step + 1 == num_steps):
+            evaluate(step + 1, params)
+    if val is not None:
+        params = best[1]
+    return FitResult(with_member(eqx.combine(params, static), 0), history)
+
+
+__all__: Sequence[str] = (
+    "MADE",
+    "MADEConditioner",
+    "ensemble_log_prob",
+    "ensemble_sample",
+    "fit_order_agnostic",
+    "member_model",
+    "num_members",
+    "with_member",
+)

@@ -1,0 +1,352 @@
+"""Causal transformer conditioner: attention masked by the step vector, with a KV cache.
+
+Tokens are the D elements of the spec (all variables: a variable's conditioner may
+read every earlier element). Two kinds of vectors enter the first layer:
+
+- the *content token* of element ``j``: ``E_var(j) feats_j + code(j)``, which carries the
+  value ``x_j``;
+- the *query stream* of element ``e``: ``code(e) + q0 (+ C context)``, which carries only
+  where ``e`` is (``code`` is the coordinate coding of (row, column, channel, variable),
+  learned or sinusoidal), never its value.
+
+Layer 1 is cross-attention from the query stream to the content tokens with
+``allowed[e, j] = step[j] < step[e]`` plus one learned *start* token (``s0 + C' context``)
+that every query may attend, so the first step, which may attend to no element, still
+has a well-defined softmax and sees no data. After layer 1, ``h_e`` depends only on
+elements of steps ``< step[e]``. Layers ``2..L`` are self-attention over the query stream
+with ``allowed[e, j] = step[j] <= step[e]``: ``h_j`` itself only depends on steps
+``< step[j] <= step[e]``, so the contract holds for any ordering and partition (zigzag,
+random, blocks). Pre-LayerNorm blocks (attention + MLP), then a shared linear read-out
+``LN(h_e) W + b`` gives the head parameters of ``e``.
+
+**KV cache.** At sampling step ``s`` the conditioner (i) writes the layer-1 keys/values
+of the elements drawn at step ``s - 1`` (now known), (ii) runs the query stream of the
+elements of step ``s`` through every layer, writing their layer-``l >= 2`` keys/values
+(which depend only on earlier steps) into the cache before attending, and (iii) reads
+out the rows of this conditioner. Every key/value is computed once; a step costs
+``O(D * width)`` attention instead of a full ``O(D^2 * width)`` pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from ..errors import SpecError
+from ..heads import Head
+from ..spec.layout import ElementLayout, Steps
+from ..spec.variables import Variable
+from .base import Conditioner, ConditionalSpec, ConditionerContext
+
+_NEG = -1e30
+
+
+@dataclasses.dataclass(frozen=True)
+class Transformer(ConditionalSpec):
+    """Causal transformer over the elements, masked by the step vector.
+
+    Attributes:
+        width: model width (must be divisible by ``num_heads``).
+        num_heads: attention heads.
+        num_layers: transformer blocks (the first attends to the data, see module docs).
+        mlp_ratio: hidden width of each MLP as a multiple of ``width``.
+        coordinate_coding: ``"learned"`` (sum of learned row, column, channel and
+            variable embeddings) or ``"sinusoidal"`` (fixed sin/cos features of the same
+            four coordinates).
+        head: the head; ``None`` picks Bernoulli / Categorical / Gaussian from the variable.
+    """
+
+    width: int = 64
+    num_heads: int = 4
+    num_layers: int = 2
+    mlp_ratio: int = 4
+    coordinate_coding: str = "learned"
+    head: Head | None = None
+    kind: ClassVar[str] = "transformer"
+
+    def __post_init__(self) -> None:
+        for name in ("width", "num_heads", "num_layers", "mlp_ratio"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise SpecError(f"Transformer {name} must be a positive integer; got {v!r}.")
+        if self.width % self.num_heads:
+            raise SpecError(
+                f"Transformer width={self.width} is not divisible by num_heads={self.num_heads}; each head needs "
+                f"width / num_heads channels (e.g. width={self.num_heads * max(1, round(self.width / self.num_heads))})."
+            )
+        if self.coordinate_coding not in ("learned", "sinusoidal"):
+            raise SpecError(
+                f"Transformer coordinate_coding must be 'learned' or 'sinusoidal'; got {self.coordinate_coding!r}."
+            )
+
+    def validate(self, variable: Variable, layout: ElementLayout, steps: Steps, context_size: int) -> None:
+        self.bind_head(variable)
+
+    def build(self, ctx: ConditionerContext, *, key: PRNGKeyArray) -> "TransformerConditioner":
+        return build_transformer(self, ctx, key)
+
+
+# ------------------------------------------------------------------ modules
+class _LayerNorm(eqx.Module):
+    scale: Float[Array, " w"]
+    bias: Float[Array, " w"]
+
+    def __call__(self, x):
+        mean = jnp.mean(x, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+        return (x - mean) * jax.lax.rsqrt(var + 1e-5) * self.scale + self.bias
+
+
+class _Block(eqx.Module):
+    ln_q: _LayerNorm
+    ln_mlp: _LayerNorm
+    wq: Float[Array, "w w"]
+    wk: Float[Array, "w w"]
+    wv: Float[Array, "w w"]
+    wo: Float[Array, "w w"]
+    bo: Float[Array, " w"]
+    w1: Float[Array, "w m"]
+    b1: Float[Array, " m"]
+    w2: Float[Array, "m w"]
+    b2: Float[Array, " w"]
+
+    def mlp(self, h):
+        return h + jax.nn.gelu(self.ln_mlp(h) @ self.w1 + self.b1) @ self.w2 + self.b2
+
+
+def _split(x, heads: int):
+    return x.reshape(*x.shape[:-1], heads, x.shape[-1] // heads)
+
+
+def _attend(q, k, v, valid):
+    """``q (Q, H, dh)``, ``k, v (K, H, dh)``, ``valid (Q, K)`` -> ``(Q, H * dh)``."""
+    scores = jnp.einsum("qhd,khd->hqk", q, k) / math.sqrt(q.shape[-1])
+    weights = jax.nn.softmax(jnp.where(valid[None], scores, _NEG), axis=-1)
+    out = jnp.einsum("hqk,khd->qhd", weights, v)
+    return out.reshape(out.shape[0], -1)
+
+
+def sinusoidal_code(coords: np.ndarray, width: int) -> np.ndarray:
+    """Fixed coordinate features ``(D, width)``: each of the 4 columns of ``coords`` gets
+    ``width // 8`` frequencies ``100^(-i/n)`` as (sin, cos) pairs; leftover columns are 0."""
+    d, ncoord = coords.shape
+    nf = width // (2 * ncoord)
+    out = np.zeros((d, width))
+    if nf == 0:
+        return out
+    freqs = 100.0 ** (-np.arange(nf) / nf)
+    for c in range(ncoord):
+        ang = coords[:, c : c + 1] * freqs[None, :]
+        out[:, 2 * nf * c : 2 * nf * c + nf] = np.sin(ang)
+        out[:, 2 * nf * c + nf : 2 * nf * (c + 1)] = np.cos(ang)
+    return out
+
+
+class TransformerConditioner(Conditioner):
+    """Runtime causal transformer (see the module docstring)."""
+
+    embed: Float[Array, "v w_in w"]
+    embed_bias: Float[Array, "v w"]
+    coord_tables: tuple[Float[Array, "r w"], ...]
+    fixed_code: Float[Array, "d w"] | None
+    query0: Float[Array, " w"]
+    start: Float[Array, " w"]
+    context_query: Float[Array, "c w"] | None
+    context_start: Float[Array, "c w"] | None
+    ln_kv: _LayerNorm
+    blocks: tuple[_Block, ...]
+    ln_out: _LayerNorm
+    out_weight: Float[Array, "w p"]
+    out_bias: Float[Array, " p"]
+    # static tables (integer arrays, not trained)
+    step_of: Int[Array, " d"]
+    coords: Int[Array, "d 4"]
+    feature_index: Int[Array, "d w_in"]
+    var_index: Int[Array, " d"]
+    elements: Int[Array, " n1"]
+    block_elements: Int[Array, "s m"]
+    prev_elements: Int[Array, "s m"]
+    pos_in_block: Int[Array, " d1"]
+    num_heads: int = eqx.field(static=True)
+
+    # ---------------------------------------------------------------- pieces
+    def _code(self, idx):
+        if self.fixed_code is not None:
+            return jax.lax.stop_gradient(jnp.take(self.fixed_code, idx, axis=0, mode="clip"))
+        coords = jnp.take(self.coords, idx, axis=0, mode="clip")
+        out = 0.0
+        for c, table in enumerate(self.coord_tables):
+            out = out + jnp.take(table, coords[:, c], axis=0, mode="clip")
+        return out
+
+    def _tokens(self, feats, idx):
+        """Content tokens of elements ``idx``: ``E_var feats + b_var + code``."""
+        fi = jnp.take(self.feature_index, idx, axis=0, mode="clip")
+        f = jnp.take(feats, fi, mode="fill", fill_value=0)  # (m, w_in)
+        var = jnp.take(self.var_index, idx, mode="clip")
+        content = jnp.einsum("mi,miw->mw", f, self.embed[var]) + self.embed_bias[var]
+        return content + self._code(idx)
+
+    def _query0(self, idx, context):
+        h = self._code(idx) + self.query0
+        if self.context_query is not None:
+            h = h + context @ self.context_query
+        return h
+
+    def _start(self, context):
+        s = self.start
+        if self.context_start is not None:
+            s = s + context @ self.context_start
+        return s
+
+    def _kv(self, block: _Block, x):
+        return _split(x @ block.wk, self.num_heads), _split(x @ block.wv, self.num_heads)
+
+    def _readout(self, h):
+        return self.ln_out(h) @ self.out_weight + self.out_bias
+
+    # ------------------------------------------------------------ full pass
+    def __call__(self, x, feats, context):
+        d = self.step_of.shape[0]
+        all_idx = jnp.arange(d)
+        kv_in = self.ln_kv(jnp.concatenate([self._tokens(feats, all_idx), self._start(context)[None]], axis=0))
+        h = self._query0(all_idx, context)
+        step = self.step_of
+        valid1 = jnp.concatenate([step[None, :] < step[:, None], jnp.ones((d, 1), bool)], axis=1)
+        valid = step[None, :] <= step[:, None]
+        for l, blk in enumerate(self.blocks):
+            xq = blk.ln_q(h)
+            k, v = self._kv(blk, kv_in if l == 0 else xq)
+            att = _attend(_split(xq @ blk.wq, self.num_heads), k, v, valid1 if l == 0 else valid)
+            h = blk.mlp(h + att @ blk.wo + blk.bo)
+        return self._readout(h[self.elements[:-1]])
+
+    # ------------------------------------------------------------- KV cache
+    def init_cache(self, context):
+        d, heads = self.step_of.shape[0], self.num_heads
+        w = self.query0.shape[0]
+        dtype = self.query0.dtype
+        kv_start = self.ln_kv(self._start(context)[None])
+        cache = []
+        for l, blk in enumerate(self.blocks):
+            rows = d + 1 if l == 0 else d
+            k = jnp.zeros((rows, heads, w // heads), dtype)
+            v = jnp.zeros((rows, heads, w // heads), dtype)
+            if l == 0:
+                ks, vs = self._kv(blk, kv_start)
+                k, v = k.at[d].set(ks[0]), v.at[d].set(vs[0])
+            cache.append((k, v))
+        return tuple(cache)
+
+    def step(self, cache, x, feats, context, s, rows):
+        d = self.step_of.shape[0]
+        prev, cur = self.prev_elements[s], self.block_elements[s]
+        kv_new = self.ln_kv(self._tokens(feats, prev))
+        h = self._query0(cur, context)
+        step = self.step_of
+        valid1 = jnp.concatenate([step < s, jnp.ones((1,), bool)])[None, :]
+        valid = (step <= s)[None, :]
+        new_cache = []
+        for l, blk in enumerate(self.blocks):
+            k, v = cache[l]
+            xq = blk.ln_q(h)
+            nk, nv = self._kv(blk, kv_new if l == 0 else xq)
+            written = prev if l == 0 else cur
+            k = k.at[written].set(nk, mode="drop")
+            v = v.at[written].set(nv, mode="drop")
+            att = _attend(_split(xq @ blk.wq, self.num_heads), k, v, valid1 if l == 0 else valid)
+            h = blk.mlp(h + att @ blk.wo + blk.bo)
+            new_cache.append((k, v))
+        e = jnp.take(self.elements, rows, mode="clip")
+        pos = jnp.take(self.pos_in_block, e, mode="clip")
+        return self._readout(jnp.take(h, pos, axis=0)), tuple(new_cache)
+
+
+# ---------------------------------------------------------------- building
+def _normal(key, shape, std, dtype):
+    return jax.random.normal(key, shape, dtype) * std
+
+
+def build_transformer(spec: Transformer, ctx: ConditionerContext, key: PRNGKeyArray) -> TransformerConditioner:
+    layout, steps = ctx.layout, ctx.steps
+    d, w, c = layout.num_elements, spec.width, ctx.context_size
+    p = ctx.head.num_params
+    dtype = jnp.result_type(float)
+    nvar = len(layout.variables)
+    w_in = int(layout.feature_width.max())
+    feature_index = np.full((d, w_in), layout.num_features, dtype=np.int32)
+    for j in range(w_in):
+        has = layout.feature_width > j
+        feature_index[has, j] = layout.feature_offset[has] + j
+    coords = np.concatenate([layout.coords, layout.var_index[:, None]], axis=1).astype(np.int32)
+
+    # global step schedule: elements of each step (padded with D + 1, dropped on write)
+    s_count = steps.num_steps
+    per_step = [steps.elements_of_step(s) for s in range(s_count)]
+    m = max(len(b) for b in per_step)
+    block_elements = np.full((s_count, m), d + 1, dtype=np.int32)
+    pos_in_block = np.zeros(d + 1, dtype=np.int32)
+    for s, b in enumerate(per_step):
+        block_elements[s, : len(b)] = b
+        pos_in_block[b] = np.arange(len(b))
+    prev_elements = np.concatenate([np.full((1, m), d + 1, np.int32), block_elements[:-1]], axis=0)
+
+    keys = iter(jax.random.split(key, 16 + 8 * spec.num_layers))
+    std = 1.0 / math.sqrt(w)
+    out_std = std / math.sqrt(2 * spec.num_layers)
+    if spec.coordinate_coding == "learned":
+        sizes = [int(coords[:, i].max()) + 1 for i in range(4)]
+        coord_tables = tuple(_normal(next(keys), (r, w), 0.1, dtype) for r in sizes)
+        fixed = None
+    else:
+        coord_tables = ()
+        fixed = jnp.asarray(sinusoidal_code(coords, w), dtype)
+    ln = lambda: _LayerNorm(jnp.ones(w, dtype), jnp.zeros(w, dtype))
+    hidden = spec.mlp_ratio * w
+    blocks = tuple(
+        _Block(
+            ln_q=ln(),
+            ln_mlp=ln(),
+            wq=_normal(next(keys), (w, w), std, dtype),
+            wk=_normal(next(keys), (w, w), std, dtype),
+            wv=_normal(next(keys), (w, w), std, dtype),
+            wo=_normal(next(keys), (w, w), out_std, dtype),
+            bo=jnp.zeros(w, dtype),
+            w1=_normal(next(keys), (w, hidden), std, dtype),
+            b1=jnp.zeros(hidden, dtype),
+            w2=_normal(next(keys), (hidden, w), out_std * math.sqrt(w / hidden), dtype),
+            b2=jnp.zeros(w, dtype),
+        )
+        for _ in range(spec.num_layers)
+    )
+    return TransformerConditioner(
+        embed=_normal(next(keys), (nvar, w_in, w), 1.0, dtype),
+        embed_bias=jnp.zeros((nvar, w), dtype),
+        coord_tables=coord_tables,
+        fixed_code=fixed,
+        query0=_normal(next(keys), (w,), 0.1, dtype),
+        start=_normal(next(keys), (w,), 0.1, dtype),
+        context_query=_normal(next(keys), (c, w), 1.0 / math.sqrt(c), dtype) if c else None,
+        context_start=_normal(next(keys), (c, w), 1.0 / math.sqrt(c), dtype) if c else None,
+        ln_kv=ln(),
+        blocks=blocks,
+        ln_out=ln(),
+        out_weight=jnp.zeros((w, p), dtype),
+        out_bias=jnp.zeros(p, dtype),
+        step_of=jnp.asarray(steps.step.astype(np.int32)),
+        coords=jnp.asarray(coords),
+        feature_index=jnp.asarray(feature_index),
+        var_index=jnp.asarray(layout.var_index.astype(np.int32)),
+        elements=jnp.asarray(np.concatenate([ctx.elements, [d]]).astype(np.int32)),
+        block_elements=jnp.asarray(block_elements),
+        prev_elements=jnp.asarray(prev_elements),
+        pos_in_block=jnp.asarray(pos_in_block),
+        num_heads=spec.num_heads,
+    )

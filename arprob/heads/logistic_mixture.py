@@ -1,0 +1,443 @@
+"""Mixture heads: discretized logistic mixture (PixelCNN++) for ordinal levels, logistic and
+Gaussian mixtures for real variables.
+
+**Discretized logistic mixture.** Level ``v`` in ``0..L-1`` sits at ``x = 2v/(L-1) - 1`` in
+``[-1, 1]``; its bin is ``[x - delta, x + delta]`` with half-width ``delta = 1/(L-1)``. For a
+component with mean ``mu`` and scale ``s = exp(log_scale)``, with ``sigma`` the logistic
+sigmoid, ``a = (x - delta - mu)/s`` and ``b = (x + delta - mu)/s``:
+
+- first bin (``v = 0``) takes all mass below its upper edge: ``P = sigma(b)``;
+- last bin (``v = L-1``) takes all mass above its lower edge: ``P = 1 - sigma(a) = sigma(-a)``;
+- interior bins take the CDF difference, evaluated exactly in log space as
+  ``sigma(b) - sigma(a) = sigma(b) * sigma(-a) * (1 - exp(-(b - a)))``, i.e.
+  ``log P = log_sigmoid(b) + log_sigmoid(-a) + log1mexp(2 delta / s)``.
+
+No density-at-the-bin-centre fallback is needed: every term is finite (with a finite
+gradient) for every level, every mean and every log-scale. ``log1mexp`` is taken of
+``exp(log(2 delta) - log_scale)`` through ``log1mexp_exp``, whose custom JVP
+``z / expm1(z)`` is bounded in (0, 1], so huge scales (``z`` underflowing) and ``where``
+branches never produce NaN gradients (google/jax#1052). The mixture is
+``log p(v) = logsumexp_k(log_softmax(logits)_k + log P_k(v))``.
+
+The only clamp is a floor on log-scales at ``-log(finfo.max) / 2`` (-44.4 in float32,
+-354.9 in float64), so that ``1/s`` stays finite with room for ``|x - mu|`` up to
+``sqrt(finfo.max)``. It is there for float safety only: at ``s = e^-44`` a bin already
+holds all of a component's mass to float32 precision.
+
+**Coupled channels** (``coupled=True``, PixelCNN++): for a variable whose last axis holds
+``C`` channels, each pixel is one mixture: ``p(pixel) = sum_k w_k prod_c P_k(x_c)``, where
+the mean of channel ``c`` in component ``k`` is shifted by the already-known channels of the
+same pixel: ``mu_ck + sum_{j<c} tanh(alpha_cjk) * x_j`` (``x_j`` the rescaled level of
+channel ``j``; ``tanh`` as in PixelCNN++). The mixture logits are those of channel 0 (one
+mixture per pixel); the logits of channels ``c > 0`` are unused. The channels of a pixel
+must be drawn in one block (``ar.PerPixel()``), which ``validate`` checks against the
+step vector. ``log_prob`` returns the exact per-channel conditionals
+``log p(x_c | x_<c) = LSE_k(log w_k + sum_{j<=c} log P_k(x_j)) - LSE_k(log w_k + sum_{j<c} log P_k(x_j))``,
+which sum to the pixel's joint log-probability.
+
+Parameter layout per element (``P`` columns), ``K = num_components``:
+
+- ``[0, K)``: mixture logits;
+- ``[K, 2K)``: mean offsets: component ``k``'s mean is ``params[K + k] + centre_k`` with fixed
+  ``centre_k = (2k + 1)/K - 1`` (``component_centres``), so that all-zero parameters (the
+  default initialisation of the conditioners) give K *distinct* components; with equal
+  components the gradients of the K components are equal and a zero-initialised mixture
+  never becomes more than one logistic. Means are unconstrained, in the ``[-1, 1]``
+  coordinates;
+- ``[2K, 3K)``: log-scales;
+- coupled only, ``[3K, 3K + (C-1)K)``: coupling coefficients ``alpha[c, j, k]`` at
+  ``3K + j*K + k``; channel ``c`` uses ``j < c`` and ignores the rest.
+
+Sampling is exact: the component is drawn by Gumbel-max from the logits, then a logistic
+``mu + s * logit(u)`` is rounded to the nearest level and clipped to ``[0, L-1]``, which
+gives exactly the bin masses above (the edge bins absorb the tails).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ..errors import SpecError
+from ..spec.variables import Variable
+from .base import Head, categorical_draw
+
+_LN2 = math.log(2.0)
+_HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
+
+
+def component_centres(num_components: int) -> np.ndarray:
+    """Fixed mean offsets ``(2k + 1)/K - 1`` of the K components (evenly spread in [-1, 1])."""
+    return (2.0 * np.arange(num_components) + 1.0) / num_components - 1.0
+
+
+def log_scale_floor(dtype) -> float:
+    """The float-safety floor on log-scales: ``-log(finfo(dtype).max) / 2``."""
+    return -0.5 * math.log(float(jnp.finfo(dtype).max))
+
+
+# --------------------------------------------------------------------------- log1mexp
+@jax.custom_jvp
+def log1mexp(x: Float[Array, "..."]) -> Float[Array, "..."]:
+    """``log(1 - exp(-x))`` for ``x > 0`` (Maechler 2012): ``log(-expm1(-x))`` for ``x <= ln 2``,
+    ``log1p(-exp(-x))`` above. The JVP is ``1 / expm1(x)`` (custom, so the untaken branch of the
+    internal ``where`` cannot poison gradients)."""
+    small = x <= _LN2
+    return jnp.where(
+        small,
+        jnp.log(-jnp.expm1(-jnp.where(small, x, _LN2))),
+        jnp.log1p(-jnp.exp(-jnp.where(small, _LN2, x))),
+    )
+
+
+@log1mexp.defjvp
+def _log1mexp_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    return log1mexp(x), t / jnp.expm1(x)
+
+
+_TINY_LOG = -20.0  # below: z = exp(t) < 2.1e-9 and log1mexp(z) = t - z/2 to relative 1e-19
+
+
+@jax.custom_jvp
+def log1mexp_exp(t: Float[Array, "..."]) -> Float[Array, "..."]:
+    """``log(1 - exp(-exp(t)))``: ``log1mexp`` of a width given by its logarithm.
+
+    Exact for every finite ``t``: when ``z = exp(t)`` is tiny (or underflows) it uses
+    ``log(1 - e^-z) = t + log((1 - e^-z)/z) = t - z/2 + O(z^2)``. The derivative
+    ``z / expm1(z)`` lies in (0, 1] (custom JVP, safe under ``where``).
+    """
+    z = jnp.exp(t)
+    tiny = t < _TINY_LOG
+    return jnp.where(tiny, t - 0.5 * z, log1mexp(jnp.where(tiny, 1.0, z)))
+
+
+@log1mexp_exp.defjvp
+def _log1mexp_exp_jvp(primals, tangents):
+    (t,), (dt,) = primals, tangents
+    z = jnp.exp(t)
+    tiny = t < _TINY_LOG
+    zc = jnp.where(tiny, 1.0, jnp.minimum(z, 1e4))
+    ratio = zc * jnp.exp(-zc) / -jnp.expm1(-zc)  # z / expm1(z), stable for large z
+    return log1mexp_exp(t), dt * jnp.where(tiny, 1.0 - 0.5 * z, ratio)
+
+
+# ------------------------------------------------------------------ discretized logistic
+def level_to_unit(levels: Float[Array, "..."], num_levels: int) -> Float[Array, "..."]:
+    """``x = 2 v / (L - 1) - 1``: levels ``0..L-1`` to bin centres in ``[-1, 1]``."""
+    return 2.0 * levels / (num_levels - 1) - 1.0
+
+
+def discretized_logistic_log_mass(
+    levels: Float[Array, "..."], mean: Float[Array, "..."], log_scale: Float[Array, "..."], num_levels: int
+) -> Float[Array, "..."]:
+    """``log P(v | mean, log_scale)`` of one discretized logistic over ``num_levels`` levels
+    (arrays broadcast; see the module docstring for the formula).
+
+    Computed in *level units*: ``u = v - m`` with ``m = (mean + 1)(L - 1)/2`` the mean on the
+    level axis, ``a = (u - 1/2)/s'``, ``b = (u + 1/2)/s'``, ``s' = s (L - 1)/2``. Near the mean
+    ``v - m`` is exact, so adjacent bins share their edges to rounding of ``u`` alone (the
+    ``[-1, 1]`` coordinates in float32 resolve only ~1e-3 of a bin at L = 65536).
+    """
+    dtype = jnp.result_type(mean, log_scale)
+    half_levels = 0.5 * (num_levels - 1)
+    log_scale = jnp.maximum(log_scale, log_scale_floor(dtype))
+    log_width = -log_scale - math.log(half_levels)  # log(b - a) = log(2 delta / s)
+    inv_s = jnp.exp(log_width)
+    u = levels - (mean + 1.0) * half_levels
+    a = (u - 0.5) * inv_s
+    b = (u + 0.5) * inv_s
+    below = jax.nn.log_sigmoid(b)  # first bin: sigma(b)
+    above = jax.nn.log_sigmoid(-a)  # last bin: 1 - sigma(a)
+    interior = below + above + log1mexp_exp(log_width)
+    return jnp.where(levels <= 0, below, jnp.where(levels >= num_levels - 1, above, interior))
+
+
+def _means(params: Float[Array, "... p"], k: int) -> Float[Array, "... k"]:
+    """Component means: the offsets in ``params[..., K:2K]`` plus the fixed centres."""
+    return params[..., k : 2 * k] + component_centres(k).astype(params.dtype)
+
+
+def _take_component(a: Float[Array, "m k"], comp) -> Float[Array, " m"]:
+    return jnp.take_along_axis(a, comp[:, None], axis=-1)[:, 0]
+
+
+def _draw_levels(key: PRNGKeyArray, mean, log_scale, num_levels: int):
+    """Exact draw: a logistic ``mean + s * logit(u)`` rounded to the nearest level and clipped
+    (in level units, as ``discretized_logistic_log_mass``)."""
+    dtype = mean.dtype
+    half_levels = 0.5 * (num_levels - 1)
+    s = jnp.exp(jnp.maximum(log_scale, log_scale_floor(dtype)) + math.log(half_levels))
+    v = (mean + 1.0) * half_levels + s * jax.random.logistic(key, mean.shape, dtype)
+    return jnp.clip(jnp.round(v), 0, num_levels - 1)
+
+
+def _check_components(name: str, k: object) -> None:
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise SpecError(f"{name}: expected num_components to be an integer >= 1; got {k!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscretizedLogisticMixture(Head):
+    """Mixture of ``num_components`` discretized logistics over the ``L`` levels of an ordinal
+    variable (PixelCNN++), computed exactly in log space. See the module docstring for the
+    maths and the parameter layout.
+
+    Attributes:
+        num_components: ``K``.
+        coupled: PixelCNN++ channel coupling inside a pixel (last axis = channels; each pixel
+            must be one block, e.g. ``ar.PerPixel()``).
+        levels: ``L``, filled from the variable by ``bind``.
+        channels: ``C`` (last axis of the variable; 1 for a scalar), filled by ``bind``.
+
+    !!! Example
+        ```python
+        spec = ar.Spec(
+            variables=[ar.Ordinal("img", levels=256, shape=(8, 8, 3))],
+            partition=ar.PerPixel(),
+            conditionals={"img": ar.Logistic(head=ar.DiscretizedLogisticMixture(5, coupled=True))},
+        )
+        ```
+    """
+
+    num_components: int = 5
+    coupled: bool = False
+    levels: int | None = None
+    channels: int | None = None
+    kind: ClassVar[str] = "discretized_logistic_mixture"
+    supports: ClassVar[tuple[str, ...]] = ("ordinal",)
+
+    def __post_init__(self) -> None:
+        _check_components(type(self).__name__, self.num_components)
+        if not isinstance(self.coupled, bool):
+            raise SpecError(f"DiscretizedLogisticMixture: expected coupled to be True or False; got {self.coupled!r}.")
+
+    @property
+    def rows_independent(self) -> bool:  # type: ignore[override]
+        """Coupled heads draw the channels of a pixel together (rows grouped by ``C``)."""
+        return not self.coupled or self.channels == 1
+
+    def bind(self, variable: Variable) -> "DiscretizedLogisticMixture":
+        super().bind(variable)
+        if self.levels is not None and self.levels != variable.num_values:
+            raise SpecError(
+                f"Variable {variable.name!r} has {variable.num_values} levels; the DiscretizedLogisticMixture head "
+                f"was declared with levels={self.levels}."
+            )
+        channels = int(variable.shape[-1]) if variable.shape else 1
+        return dataclasses.replace(self, levels=variable.num_values, channels=channels)
+
+    def validate(self, variable, layout, steps) -> None:
+        if not self.coupled or self.channels in (None, 1):
+            return
+        c = self.channels
+        elements = layout.elements_of(variable.name).reshape(-1, c)
+        pixel_steps = steps.step[elements]
+        split = np.flatnonzero(np.any(pixel_steps != pixel_steps[:, :1], axis=1))
+        if split.size:
+            p = int(split[0])
+            where = tuple(int(i) for i in np.unravel_index(p, variable.shape[:-1]))
+            raise SpecError(
+                f"DiscretizedLogisticMixture(coupled=True) on {variable.name!r}: the {c} channels of pixel {where} "
+                f"(elements {elements[p].tolist()}) are in steps {pixel_steps[p].tolist()}; coupled channels must be "
+                "drawn together in one block. Use partition=ar.PerPixel() with an ordering that keeps each pixel's "
+                "channels consecutive, or coupled=False."
+            )
+
+    # ------------------------------------------------------------------ sizes
+    def _bound(self) -> tuple[int, int]:
+        if self.levels is None or self.channels is None:
+            raise SpecError(
+                "DiscretizedLogisticMixture head is unbound: its number of levels comes from the variable (bind it)."
+            )
+        return self.levels, self.channels
+
+    @property
+    def num_params(self) -> int:
+        _, c = self._bound()
+        k = self.num_components
+        return 3 * k + (k * (c - 1) if self.coupled else 0)
+
+    def split_params(self, params: Float[Array, "n p"]) -> dict[str, Float[Array, "n ..."]]:
+        """``logits, means, log_scales`` ``(n, K)`` (+ ``coefficients`` ``(n, C-1, K)`` when coupled);
+        ``means`` include the fixed component centres (before any channel coupling)."""
+        k = self.num_components
+        out = {"logits": params[:, :k], "means": _means(params, k), "log_scales": params[:, 2 * k : 3 * k]}
+        if self.coupled:
+            _, c = self._bound()
+            out["coefficients"] = params[:, 3 * k :].reshape(params.shape[0], c - 1, k)
+        return out
+
+    # ------------------------------------------------------------------ coupled helpers
+    def _pixels(self, params, values):
+        """Reshape to pixels: logits ``(N, K)`` (channel 0), shifted means and log-scales
+        ``(N, C, K)``, values ``(N, C)``."""
+        _, c = self._bound()
+        k = self.num_components
+        p = params.reshape(-1, c, params.shape[-1])
+        v = values.reshape(-1, c)
+        means, log_scales = _means(p, k), p[:, :, 2 * k : 3 * k]
+        if c > 1:
+            coef = jnp.tanh(p[:, :, 3 * k :].reshape(p.shape[0], c, c - 1, k))
+            lower = jnp.asarray(np.tril(np.ones((c, c - 1)), -1) > 0)  # [c, j] = j < c
+            x = level_to_unit(v[:, : c - 1], self.levels)
+            means = means + jnp.einsum("ncjk,nj->nck", jnp.where(lower[None, :, :, None], coef, 0.0), x)
+        return p[:, 0, :k], means, log_scales, v
+
+    def _pixel_prefix(self, logits, comp_logp):
+        """``log w_k + sum_{j<c} log P_k(x_j)`` for each channel ``c``: ``(N, C, K)``."""
+        logw = jax.nn.log_softmax(logits, axis=-1)[:, None, :]
+        inclusive = jnp.cumsum(comp_logp, axis=1)  # exclusive sum by shifting, not subtracting (no cancellation)
+        before = jnp.concatenate([jnp.zeros_like(inclusive[:, :1]), inclusive[:, :-1]], axis=1)
+        return logw + before
+
+    # ------------------------------------------------------------------ density
+    def log_prob(self, params, values):
+        levels, _ = self._bound()
+        if not self.coupled:
+            s = self.split_params(params)
+            comp = discretized_logistic_log_mass(values[:, None], s["means"], s["log_scales"], levels)
+            return jax.nn.logsumexp(jax.nn.log_softmax(s["logits"], axis=-1) + comp, axis=-1)
+        logits, means, log_scales, v = self._pixels(params, values)
+        comp = discretized_logistic_log_mass(v[:, :, None], means, log_scales, levels)  # (N, C, K)
+        prefix = self._pixel_prefix(logits, comp)
+        terms = jax.nn.logsumexp(prefix + comp, axis=-1) - jax.nn.logsumexp(prefix, axis=-1)
+        return terms.reshape(-1)
+
+    def level_log_probs(
+        self, params: Float[Array, "n p"], values: Float[Array, " n"] | None = None
+    ) -> Float[Array, "n l"]:
+        """All ``L`` bin log-probabilities of each element: ``(n, L)``, rows sum to one in probability.
+
+        Coupled heads give ``log p(x_c = v | x_<c)`` and need ``values`` (only the earlier
+        channels of each pixel are read); uncoupled heads ignore ``values``.
+        """
+        levels, c = self._bound()
+        grid = jnp.arange(levels, dtype=params.dtype)
+        if not self.coupled or c == 1:
+            s = self.split_params(params)
+            logw = jax.nn.log_softmax(s["logits"], axis=-1)
+            means, log_scales = s["means"][..., None], s["log_scales"][..., None]
+            comp = discretized_logistic_log_mass(grid[None, None, :], means, log_scales, levels)  # (n, K, L)
+            return jax.nn.logsumexp(logw[..., None] + comp, axis=-2)
+        if values is None:
+            raise ValueError(
+                "DiscretizedLogisticMixture(coupled=True).level_log_probs needs values: channel c depends on the "
+                "earlier channels of its pixel."
+            )
+        logits, means, log_scales, v = self._pixels(params, values)
+        comp = discretized_logistic_log_mass(v[:, :, None], means, log_scales, levels)
+        posterior = jax.nn.log_softmax(self._pixel_prefix(logits, comp), axis=-1)  # (N, C, K)
+        table = discretized_logistic_log_mass(grid, means[..., None], log_scales[..., None], levels)  # (N, C, K, L)
+        return jax.nn.logsumexp(posterior[..., None] + table, axis=-2).reshape(-1, levels)
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, key, params):
+        levels, c = self._bound()
+        key_comp, key_x = jax.random.split(key)
+        if not self.coupled or c == 1:
+            s = self.split_params(params)
+            comp = jax.random.categorical(key_comp, s["logits"], axis=-1)
+            mean, log_scale = _take_component(s["means"], comp), _take_component(s["log_scales"], comp)
+            return _draw_levels(key_x, mean, log_scale, levels)
+        k = self.num_components
+        p = params.reshape(-1, c, params.shape[-1])
+        comp = jax.random.categorical(key_comp, p[:, 0, :k], axis=-1)  # one component per pixel
+        drawn: list[Array] = []
+        for ch in range(c):
+            mean = _take_component(_means(p[:, ch], k), comp)
+            for j, x_j in enumerate(drawn):
+                alpha = _take_component(p[:, ch, 3 * k + j * k : 3 * k + (j + 1) * k], comp)
+                mean = mean + jnp.tanh(alpha) * level_to_unit(x_j, levels)
+            log_scale = _take_component(p[:, ch, 2 * k : 3 * k], comp)
+            drawn.append(_draw_levels(jax.random.fold_in(key_x, ch), mean, log_scale, levels))
+        return jnp.stack(drawn, axis=1).reshape(-1)
+
+
+# ----------------------------------------------------------------------- continuous mixtures
+@dataclasses.dataclass(frozen=True)
+class _RealMixture(Head):
+    """Shared parts of the continuous mixtures: parameters ``[K logits, K means, K log-scales]``."""
+
+    num_components: int = 5
+    supports: ClassVar[tuple[str, ...]] = ("real",)
+
+    def __post_init__(self) -> None:
+        _check_components(type(self).__name__, self.num_components)
+
+    @property
+    def num_params(self) -> int:
+        return 3 * self.num_components
+
+    @property
+    def is_discrete(self) -> bool:
+        return False
+
+    def split_params(self, params):
+        """``logits, means, log_scales``, each ``(n, K)`` (means include the component centres)."""
+        k = self.num_components
+        return {"logits": params[:, :k], "means": _means(params, k), "log_scales": params[:, 2 * k : 3 * k]}
+
+    def _component_log_density(self, z):
+        raise NotImplementedError
+
+    def _standard_draw(self, key, shape, dtype):
+        raise NotImplementedError
+
+    def log_prob(self, params, values):
+        s = self.split_params(params)
+        log_scale = jnp.maximum(s["log_scales"], log_scale_floor(params.dtype))
+        z = (values[:, None] - s["means"]) * jnp.exp(-log_scale)
+        comp = self._component_log_density(z) - log_scale
+        return jax.nn.logsumexp(jax.nn.log_softmax(s["logits"], axis=-1) + comp, axis=-1)
+
+    def sample(self, key, params):
+        s = self.split_params(params)
+        key_comp, key_x = jax.random.split(key)
+        comp = categorical_draw(key_comp, s["logits"]).astype(jnp.int32)
+        mean = _take_component(s["means"], comp)
+        scale = jnp.exp(jnp.maximum(_take_component(s["log_scales"], comp), log_scale_floor(params.dtype)))
+        return mean + scale * self._standard_draw(key_x, mean.shape, mean.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class LogisticMixture(_RealMixture):
+    """Mixture of ``K`` logistics for a real variable (a density).
+
+    ``log p(x) = LSE_k(log_softmax(logits)_k - softplus(z_k) - softplus(-z_k) - log s_k)``,
+    ``z_k = (x - mu_k)/s_k``. Parameters per element: ``[K logits, K mean offsets, K log-scales]``,
+    ``mu_k = offset_k + (2k + 1)/K - 1`` (fixed centres break the symmetry of a zero init);
+    log-scales floored at ``-log(finfo.max)/2`` for float safety only.
+    """
+
+    kind: ClassVar[str] = "logistic_mixture"
+
+    def _component_log_density(self, z):
+        return -jax.nn.softplus(z) - jax.nn.softplus(-z)
+
+    def _standard_draw(self, key, shape, dtype):
+        return jax.random.logistic(key, shape, dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianMixture(_RealMixture):
+    """Mixture of ``K`` normals for a real variable (a density).
+
+    ``log p(x) = LSE_k(log_softmax(logits)_k - z_k^2/2 - log s_k - log(2 pi)/2)``,
+    ``z_k = (x - mu_k)/s_k``. Parameters per element: ``[K logits, K mean offsets, K log-scales]``,
+    ``mu_k = offset_k + (2k + 1)/K - 1``.
+    """
+
+    kind: ClassVar[str] = "gaussian_mixture"
+
+    def _component_log_density(self, z):
+        return -0.5 * z * z - _HALF_LOG_TWO_PI
+
+    def _standard_draw(self, key, shape, dtype):
+        return jax.random.normal(key, shape, dtype)

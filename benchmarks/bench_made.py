@@ -1,0 +1,208 @@
+"""MADE benchmarks (D=784 binary, batch 256, CPU), all ratios measured in the same run.
+
+1. masked ``log_prob`` vs the same-shape unmasked MLP + Bernoulli log-likelihood
+   (target <= 1.05);
+2. cached sampling vs naive sampling (one full pass per step inside the same jitted
+   ``lax.scan``; target >= 50x) and sample time / log_prob time (target <= 8);
+3. (hidden [800] and [800, 800], since NumPyro's ``AutoregressiveNN`` refuses hidden
+   widths < D) the same network against NumPyro's ``InverseAutoregressiveTransform._inverse`` and
+   flowjax's ``MaskedAutoregressive.inverse`` (their autoregressive sampling paths: one
+   full network pass per dimension), reported as their time / our cached sampling time.
+
+Timings: compile first, ``jax.block_until_ready``, median of ``--repeats`` runs; A/B
+pairs are interleaved so drift on a shared machine hits both alike. Slow paths (naive,
+NumPyro, flowjax) are timed on ``--naive-steps`` steps and extrapolated linearly to D
+steps (the per-step work is identical at every step); the output says so.
+
+Run: ``python benchmarks/bench_made.py`` (writes benchmarks/results/made.{json,md}).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import arprob as ar
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import write_results  # noqa: E402
+
+D, BATCH = 784, 256
+
+
+def median_times(fns: dict, repeats: int) -> dict[str, float]:
+    """Median time of each zero-argument function, runs interleaved, after a warm-up.
+
+    Returns ``{name: wall seconds}`` and ``{name + "@cpu": process CPU seconds}``; the CPU
+    clock (all threads of this process) is much less disturbed by other processes on a
+    shared machine, so the ratios below are reported on both clocks.
+    """
+    for f in fns.values():
+        jax.block_until_ready(f())
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t, c = time.perf_counter(), time.process_time()
+            jax.block_until_ready(f())
+            wall[k].append(time.perf_counter() - t)
+            cpu[k].append(time.process_time() - c)
+    out = {k: float(np.median(v)) for k, v in wall.items()}
+    out.update({k + "@cpu": float(np.median(v)) for k, v in cpu.items()})
+    return out
+
+
+def made_model(hidden, direct):
+    spec = ar.Spec(variables=(ar.Binary("img", shape=(28, 28)),), conditionals={"img": ar.MADE(hidden=hidden, direct=direct)})
+    return ar.compile(spec, jax.random.key(0))
+
+
+def plain_mlp(cond, masked: bool):
+    """The same-shape unmasked MLP on the MADE's weights (``masked=True``: weights pre-masked
+    once, outside the timed function, to check that it computes the same density)."""
+    masks = cond.masks(0)  # storage order == natural order for the raster ordering used here
+    pick = lambda w, name: jnp.where(masks[name], w, 0.0) if masked else w
+    ws = [pick(w, f"hidden{l}") for l, w in enumerate(cond.weights)]
+    bs = cond.biases
+    w_out = pick(cond.out_weight[:, 0, :], "output") if cond.weights else None
+    b_out = cond.out_bias[:, 0]
+    w_dir = None if cond.direct_weight is None else pick(cond.direct_weight[:, 0, :], "direct")
+
+    @jax.jit
+    def log_prob(ws, bs, w_out, b_out, w_dir, x):
+        h = x
+        for w, b in zip(ws, bs):
+            h = jax.nn.relu(h @ w.T + b)
+        logits = h @ w_out.T + b_out
+        if w_dir is not None:
+            logits = logits + x @ w_dir.T
+        return jnp.sum(x * logits - jax.nn.softplus(logits), axis=-1)
+
+    return lambda x: log_prob(ws, bs, w_out, b_out, w_dir, x)
+
+
+def naive_steps_fn(model, steps: int):
+    """``steps`` steps of the naive sampler (full pass per step), same body as ``Model._sample``."""
+    comp = model.components[0]
+    cond = comp.conditioner
+
+    @jax.jit
+    def run(key):
+        def body(x, s):
+            params, _ = jax.vmap(cond.naive_step, in_axes=(None, 0, 0, None, None, None))(
+                None, x, x, None, s, comp.block_rows[s]
+            )
+            u = jax.random.uniform(jax.random.fold_in(key, s), params.shape[:2])
+            values = (u < jax.nn.sigmoid(params[..., 0])).astype(x.dtype)
+            return x.at[:, comp.block_elements[s]].set(values, mode="drop"), None
+
+        x, _ = jax.lax.scan(body, jnp.zeros((BATCH, D)), jnp.arange(steps))
+        return x
+
+    return run
+
+
+def peer_paths(hidden, steps: int):
+    """NumPyro IAF inverse and flowjax MAF inverse of a same-size network, ``steps`` steps each."""
+    out = {}
+    from numpyro.distributions.flows import InverseAutoregressiveTransform
+    from numpyro.nn import AutoregressiveNN
+
+    init_fn, apply_fn = AutoregressiveNN(D, list(hidden), param_dims=[1, 1])
+    _, params = init_fn(jax.random.key(0), (BATCH, D))
+    arn = lambda x: apply_fn(params, x)
+
+    class _Partial(InverseAutoregressiveTransform):
+        def _inverse(self, y):  # NumPyro's own loop body, `steps` iterations instead of D
+            def _update_x(i, x):
+                mean, log_scale = self.arn(x)
+                return (y - mean) * jnp.exp(-jnp.clip(log_scale, self.log_scale_min_clip, self.log_scale_max_clip))
+
+            return jax.lax.fori_loop(0, steps, _update_x, jnp.zeros(jnp.shape(y)))
+
+    iaf = _Partial(arn)
+    y = jax.random.normal(jax.random.key(1), (BATCH, D))
+    f = jax.jit(lambda y: iaf._inverse(y))
+    out["numpyro"] = lambda: f(y)
+
+    import equinox as eqx
+    import paramax
+    from flowjax.bijections import Affine, MaskedAutoregressive
+
+    maf = MaskedAutoregressive(jax.random.key(2), transformer=Affine(), dim=D, nn_width=hidden[0], nn_depth=len(hidden))
+
+    @eqx.filter_jit
+    def flowjax_inverse(maf, y):
+        maf = paramax.unwrap(maf)  # applies the masks, as flowjax's distributions do per call
+
+        def one(yi):
+            fn = lambda carry, _: maf.inv_scan_fn(carry, _, None)
+            (x, _), _ = jax.lax.scan(fn, (yi, 0), None, length=steps)  # flowjax's own step, `steps` times
+            return x
+
+        return jax.vmap(one)(y)
+
+    out["flowjax"] = lambda: flowjax_inverse(maf, y)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--naive-steps", type=int, default=32)
+    args = parser.parse_args()
+    rows = []
+    configs = [((500,), False), ((500,), True), ((500, 500), False), ((500, 500), True), ((800,), False), ((800, 800), False)]
+    for hidden, direct in configs:
+        model = made_model(hidden, direct)
+        cond = model.components[0].conditioner
+        x = jnp.asarray(np.random.default_rng(0).integers(0, 2, (BATCH, D)), jnp.float32)
+        plain = plain_mlp(cond, masked=False)
+        np.testing.assert_allclose(model._log_prob(x, None), plain_mlp(cond, masked=True)(x), rtol=1e-4, atol=1e-2)
+        sample = jax.jit(lambda k: model._sample(k, BATCH, None, False))
+        key = jax.random.key(1)
+        t = median_times(
+            {"masked": lambda: model._log_prob(x, None), "plain": lambda: plain(x), "sample": lambda: sample(key)},
+            args.repeats,
+        )
+        naive = naive_steps_fn(model, args.naive_steps)
+        tn = median_times({"naive": lambda: naive(key)}, max(3, args.repeats // 3))
+        scale = D / args.naive_steps
+        row = {"hidden": str(list(hidden)), "direct": direct}
+        for clock in ("", "@cpu"):
+            lp, mlp, smp, nv = t["masked" + clock], t["plain" + clock], t["sample" + clock], tn["naive" + clock] * scale
+            row.update({
+                f"log_prob_ms{clock}": 1e3 * lp,
+                f"mlp_ms{clock}": 1e3 * mlp,
+                f"masked/mlp{clock}": lp / mlp,
+                f"sample_ms{clock}": 1e3 * smp,
+                f"naive/cached{clock}": nv / smp,
+                f"sample/log_prob{clock}": smp / lp,
+            })
+        if hidden[0] >= D:  # NumPyro's AutoregressiveNN refuses hidden < D
+            peers = peer_paths(hidden, args.naive_steps)
+            tp = median_times(peers, max(3, args.repeats // 3))
+            for name in peers:
+                for clock in ("", "@cpu"):
+                    row[f"{name}/ours{clock}"] = tp[name + clock] * scale / t["sample" + clock]
+        rows.append(row)
+        print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+    cols = sorted({k for r in rows for k in r}, key=lambda k: list(rows[-1]).index(k) if k in rows[-1] else 99)
+    for r in rows:
+        for c in cols:
+            r.setdefault(c, "-")
+    table = write_results("made", rows, cols)
+    print(table)
+    print(
+        f"Naive, NumPyro and flowjax times: {args.naive_steps} steps timed (median), extrapolated linearly to {D} steps."
+    )
+
+
+if __name__ == "__main__":
+    main()
