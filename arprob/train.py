@@ -240,7 +240,9 @@ def fit(
         eval_every: steps between validation scores (default: once per epoch).
         eval_batch_size: batch size of validation scoring.
         patience: stop after this many evaluations without an improvement of ``min_delta``
-            nats in validation NLL (early stopping); ``restore_best`` returns the best model.
+            nats in validation NLL (early stopping).
+        restore_best: with validation data, return the parameters of the best validation
+            NLL (with or without early stopping); ``False`` returns the last parameters.
         clip_norm: clip gradients to this global norm.
         progress: show a tqdm bar (``None``: only when stderr is a terminal).
         log_every: steps between progress updates (losses are fetched from the device then).
@@ -310,7 +312,7 @@ def fit(
 
     tx = _make_optimizer(optimizer, learning_rate, clip_norm)
     rate_or_schedule = _known_rate(learning_rate, optimizer)
-    keep_best = patience is not None and restore_best
+    keep_best = restore_best and val_source is not None
     params, static = eqx.partition(model, trainable_filter(model))
     opt_state = tx.init(params)
 

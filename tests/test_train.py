@@ -98,6 +98,18 @@ def test_early_stopping_restores_the_best_model():
     assert ev.bits_per_dim == pytest.approx(h["val_bpd"][0], rel=1e-6)
 
 
+def test_validation_without_early_stopping_returns_the_best_model():
+    val = {"img": _data(40, seed=1)}
+    common = dict(num_steps=30, batch_size=16, validation=val, eval_every=3, seed=0, optimizer=optax.sgd(3.0))
+    best = ar.fit(MODEL, DATA, **common)
+    last = ar.fit(MODEL, DATA, restore_best=False, **common)
+    h = best.history
+    i = int(np.argmin(h["val_nll"]))
+    assert i < len(h["val_nll"]) - 1, "the large step size must overshoot, so the best is not the last"
+    assert evaluate(best.model, val).nll == pytest.approx(h["val_nll"][i], rel=1e-6)
+    assert evaluate(last.model, val).nll == pytest.approx(h["val_nll"][-1], rel=1e-6)
+
+
 def test_validation_fraction_evaluates_every_epoch():
     res = ar.fit(MODEL, DATA, epochs=3, batch_size=24, validation=0.25)  # 72 train rows: 3 batches per epoch
     assert res.history["eval_step"] == [2, 5, 8] and len(res.history["loss"]) == 9
