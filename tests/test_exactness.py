@@ -104,7 +104,8 @@ def test_contract_check_catches_a_leak():
     leaky = jax.tree_util.tree_map(lambda a: a, model)
     import equinox as eqx
 
-    leaky = eqx.tree_at(lambda m: m.components[0].conditioner.mask, leaky, np.ones_like(cond.mask))
+    # out_rank + 1: every element also reads its own step (itself).
+    leaky = eqx.tree_at(lambda m: m.components[0].conditioner.out_rank, leaky, cond.out_rank + 1)
     with pytest.raises(AssertionError):
         assert_contract(leaky, np.random.default_rng(0))
 

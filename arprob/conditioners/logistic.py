@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Bool, Float, Int
 
 from ..heads import Head
 from .base import Conditioner, ConditionalSpec, ConditionerContext
@@ -47,30 +47,45 @@ class Logistic(ConditionalSpec):
             weight=jnp.zeros((n, p, f), dtype),
             bias=jnp.zeros((n, p), dtype),
             context_weight=jnp.zeros((n, p, ctx.context_size), dtype) if ctx.context_size else None,
-            mask=jnp.asarray(ctx.feature_allowed)[:, None, :],
+            in_rank=jnp.asarray(ctx.in_steps, dtype=jnp.int32),
+            out_rank=jnp.asarray(ctx.out_steps, dtype=jnp.int32),
+            parent_mask=None if self.parents is None else jnp.asarray(ctx.feature_allowed)[:, None, :],
         )
 
 
 class LogisticConditioner(Conditioner):
+    """Runtime masked linear map. The mask is the rank comparison ``out_rank[e] > in_rank[f]``
+    (``masks.rank_mask`` on the step vector), evaluated inside the fused multiply rather than
+    read from a stored boolean array (cheaper: the pass is memory-bound on ``W``); declared
+    parents add a stored ``parent_mask``."""
+
     weight: Float[Array, "n p f"]
     bias: Float[Array, "n p"]
     context_weight: Float[Array, "n p c"] | None
-    mask: Bool[Array, "n 1 f"]
+    in_rank: Int[Array, " f"]
+    out_rank: Int[Array, " n"]
+    parent_mask: Bool[Array, "n 1 f"] | None
 
-    def _linear(self, weight, mask, bias, context_weight, feats, context):
+    def _linear(self, weight, out_rank, parent_mask, bias, context_weight, feats, context):
         n, p, f = weight.shape
-        masked = (weight * mask.astype(weight.dtype)).reshape(n * p, f)  # multiply: cheaper than where
+        allowed = (out_rank[:, None] > self.in_rank[None, :])[:, None, :]
+        if parent_mask is not None:
+            allowed = allowed & parent_mask
+        masked = (weight * allowed.astype(weight.dtype)).reshape(n * p, f)
         out = bias + (feats @ masked.T).reshape(n, p)  # batched by vmap: (B, F) @ (F, nP), no transpose
         if context_weight is not None:
             out = out + jnp.einsum("npc,c->np", context_weight, context)
         return out
 
     def __call__(self, x, feats, context):
-        return self._linear(self.weight, self.mask, self.bias, self.context_weight, feats, context)
+        return self._linear(
+            self.weight, self.out_rank, self.parent_mask, self.bias, self.context_weight, feats, context
+        )
 
     def step(self, cache, x, feats, context, s, rows):
         take = lambda a: None if a is None else jnp.take(a, rows, axis=0, mode="clip")
         params = self._linear(
-            take(self.weight), take(self.mask), take(self.bias), take(self.context_weight), feats, context
+            take(self.weight), take(self.out_rank), take(self.parent_mask), take(self.bias),
+            take(self.context_weight), feats, context,
         )
         return params, cache
