@@ -31,7 +31,7 @@ import numpy as np
 import arprob as ar
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import write_results  # noqa: E402
+from common import naive_steps_fn, write_results  # noqa: E402
 
 D, BATCH = 784, 256
 
@@ -85,27 +85,6 @@ def plain_mlp(cond, masked: bool):
         return jnp.sum(x * logits - jax.nn.softplus(logits), axis=-1)
 
     return lambda x: log_prob(ws, bs, w_out, b_out, w_dir, x)
-
-
-def naive_steps_fn(model, steps: int):
-    """``steps`` steps of the naive sampler (full pass per step), same body as ``Model._sample``."""
-    comp = model.components[0]
-    cond = comp.conditioner
-
-    @jax.jit
-    def run(key):
-        def body(x, s):
-            params, _ = jax.vmap(cond.naive_step, in_axes=(None, 0, 0, None, None, None))(
-                None, x, x, None, s, comp.block_rows[s]
-            )
-            u = jax.random.uniform(jax.random.fold_in(key, s), params.shape[:2])
-            values = (u < jax.nn.sigmoid(params[..., 0])).astype(x.dtype)
-            return x.at[:, comp.block_elements[s]].set(values, mode="drop"), None
-
-        x, _ = jax.lax.scan(body, jnp.zeros((BATCH, D)), jnp.arange(steps))
-        return x
-
-    return run
 
 
 def peer_paths(hidden, steps: int):
@@ -171,7 +150,7 @@ def main() -> None:
             {"masked": lambda: model._log_prob(x, None), "plain": lambda: plain(x), "sample": lambda: sample(key)},
             args.repeats,
         )
-        naive = naive_steps_fn(model, args.naive_steps)
+        naive = naive_steps_fn(model, BATCH, args.naive_steps)
         tn = median_times({"naive": lambda: naive(key)}, max(3, args.repeats // 3))
         scale = D / args.naive_steps
         row = {"hidden": str(list(hidden)), "direct": direct}

@@ -25,30 +25,9 @@ import arprob as ar
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_made import median_times  # noqa: E402
-from common import write_results  # noqa: E402
+from common import naive_steps_fn, write_results  # noqa: E402
 
 D = 784
-
-
-def naive_steps_fn(model, batch: int, steps: int):
-    """``steps`` steps of the uncached sampler: the model's scan body with ``naive_step``."""
-    comp = model.components[0]
-    cond = comp.conditioner
-
-    @jax.jit
-    def run(key):
-        def body(x, s):
-            params, _ = jax.vmap(cond.naive_step, in_axes=(None, 0, 0, None, None, None))(
-                None, x, x, None, s, comp.block_rows[s]
-            )
-            u = jax.random.uniform(jax.random.fold_in(key, s), params.shape[:2])
-            values = (u < jax.nn.sigmoid(params[..., 0])).astype(x.dtype)
-            return x.at[:, comp.block_elements[s]].set(values, mode="drop"), None
-
-        x, _ = jax.lax.scan(body, jnp.zeros((batch, D)), jnp.arange(steps))
-        return x
-
-    return run
 
 
 def main() -> None:
