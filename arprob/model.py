@@ -198,8 +198,9 @@ class Model(eqx.Module):
     def sample_flat(self, key: PRNGKeyArray, n: int, context=None, *, naive: bool = False) -> Float[Array, "n d"]:
         """``n`` ancestral samples as a flat ``(n, D)`` array.
 
-        ``naive=True`` recomputes every conditioner's full pass at each step (the
-        reference the cached sampler must reproduce exactly).
+        ``naive=True`` recomputes every conditioner's full pass at each step: the
+        reference the cached sampler must reproduce (identical discrete draws; real draws
+        equal to float rounding, as an incremental product may differ in the last ulp).
         """
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"Expected a positive integer number of samples; got {n!r}.")
