@@ -145,8 +145,7 @@ class Model(eqx.Module):
 
     def conditional_params(self, data, context=None) -> dict[str, Float[Array, "b n p"]]:
         """Teacher-forced head parameters of every element, by variable."""
-        x, context = self._prepare(data, context)
-        params = jax.vmap(lambda xi, ci: self._example_params(xi, self.encoder(xi), ci))(x, context)
+        params = _jit_params(self, *self._prepare(data, context))
         return {c.name: p for c, p in zip(self.components, params)}
 
     # ----------------------------------------------------------------- sampling
@@ -221,4 +220,7 @@ class Model(eqx.Module):
 
 _jit_terms = jax.jit(lambda model, x, context: jax.vmap(model._example_terms)(x, context))
 _jit_log_prob = jax.jit(lambda model, x, context: jnp.sum(jax.vmap(model._example_terms)(x, context), axis=-1))
+_jit_params = jax.jit(
+    lambda model, x, context: jax.vmap(lambda xi, ci: model._example_params(xi, model.encoder(xi), ci))(x, context)
+)
 _jit_sample = jax.jit(Model._sample_impl, static_argnums=(2, 4))

@@ -56,14 +56,6 @@ def _jacobian(conditioner, x, feats, context):
     return jax.jacfwd(lambda f: conditioner(x, f, context))(feats)
 
 
-def _jitted_params(model: ar.Model, x, context) -> dict:
-    x = model.to_flat(x)
-    out = eqx.filter_jit(lambda m, x, c: jax.vmap(lambda xi, ci: m._example_params(xi, m.encoder(xi), ci))(x, c))(
-        model, x, None if context is None else jnp.asarray(context)
-    )
-    return {c.name: p for c, p in zip(model.components, out)}
-
-
 def assert_normalised(model: ar.Model, context=None, atol: float = 1e-5) -> None:
     x = all_configurations(model.spec)
     ctx = None if context is None else np.repeat(np.asarray(context)[None], len(x), 0)
@@ -81,8 +73,8 @@ def assert_contract(model: ar.Model, rng: np.random.Generator, context=None) -> 
     # Two batches of equal shape, compared row by row at the same batch position, so both
     # rows go through identical kernels (XLA may round a row differently at another position).
     ctxs = None if context is None else np.repeat(np.asarray(context)[None], len(perturbed), 0)
-    base = _jitted_params(model, np.repeat(x[None], len(perturbed), 0), ctxs)
-    moved = _jitted_params(model, perturbed, ctxs)
+    base = model.conditional_params(np.repeat(x[None], len(perturbed), 0), ctxs)
+    moved = model.conditional_params(perturbed, ctxs)
     for comp in model.components:
         elems = np.asarray(comp.elements)
         for i, e in enumerate(elems):
