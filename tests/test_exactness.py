@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 import arprob as ar
 from exactness import (
-    all_configurations,
     assert_cached_equals_naive,
     assert_contract,
     assert_normalised,

@@ -18,12 +18,8 @@ from .made import MADEConditioner as MADEConditioner
 from .transformer import Transformer as Transformer
 from .transformer import TransformerConditioner as TransformerConditioner
 
-CONDITIONAL_KINDS: dict[str, type[ConditionalSpec]] = {cls.kind: cls for cls in (Table, Logistic)}
-CONDITIONAL_KINDS.update({cls.kind: cls for cls in (PixelCNN, WaveNet, RNN)})
-CONDITIONAL_KINDS.update({cls.kind: cls for cls in (MADE, Transformer)})
+#: Conditional families by ``kind``, as spec files name them.
+CONDITIONAL_KINDS: dict[str, type[ConditionalSpec]] = {
+    cls.kind: cls for cls in (Table, Logistic, MADE, Transformer, PixelCNN, WaveNet, RNN)
+}
 
-
-def register_conditional(cls: type[ConditionalSpec]) -> type[ConditionalSpec]:
-    """Register a conditional family so spec files can name it by ``kind``."""
-    CONDITIONAL_KINDS[cls.kind] = cls
-    return cls

@@ -356,7 +356,7 @@ class PixelCNNConditioner(Conditioner):
     def __call__(self, x, feats, context):
         a = self.reach
         padded = self._image(feats)  # (H'+a, W'+2a, c)
-        hh, ww = padded.shape[0] - a, padded.shape[1] - 2 * a
+        ww = padded.shape[1] - 2 * a
         v_in, h_in = padded, padded[a:, : a + ww]  # h: left padding only
         h = None
         for layer in self.layers:

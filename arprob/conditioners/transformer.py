@@ -246,7 +246,6 @@ class TransformerConditioner(Conditioner):
         return tuple(cache)
 
     def step(self, cache, x, feats, context, s, rows):
-        d = self.step_of.shape[0]
         prev, cur = self.prev_elements[s], self.block_elements[s]
         kv_new = self.ln_kv(self._tokens(feats, prev))
         h = self._query0(cur, context)

@@ -34,7 +34,6 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from ..errors import SpecError
 from ..heads import Head
 from ..spec.layout import ElementLayout, Steps
-from ..spec.variables import Variable
 from .base import Conditioner, ConditionalSpec, ConditionerContext
 
 # ---------------------------------------------------------------------------------- sequence

@@ -9,5 +9,8 @@ from .simple import Categorical as Categorical
 from .simple import Gaussian as Gaussian
 from .simple import default_head as default_head
 
-HEAD_KINDS: dict[str, type[Head]] = {cls.kind: cls for cls in (Bernoulli, Categorical, Gaussian)}
-HEAD_KINDS.update({cls.kind: cls for cls in (DiscretizedLogisticMixture, LogisticMixture, GaussianMixture)})
+#: Heads by ``kind``, as spec files name them.
+HEAD_KINDS: dict[str, type[Head]] = {
+    cls.kind: cls
+    for cls in (Bernoulli, Categorical, Gaussian, DiscretizedLogisticMixture, LogisticMixture, GaussianMixture)
+}

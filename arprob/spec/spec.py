@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from ..conditioners.base import ConditionalSpec, check_parent_names
 from ..conditioners.logistic import Logistic
@@ -111,19 +111,3 @@ class Spec:
             changes["conditionals"] = self.conditionals
         return dataclasses.replace(self, **changes)
 
-
-def make_spec(
-    variables: Sequence[Variable],
-    ordering: Ordering | None = None,
-    partition: Partition | None = None,
-    conditionals: Mapping[str, ConditionalSpec] | None = None,
-    context_size: int = 0,
-) -> Spec:
-    """Functional form of ``Spec(...)`` that accepts ``None`` for defaults."""
-    return Spec(
-        variables=tuple(variables),
-        ordering=ordering or Raster(),
-        partition=partition or Singletons(),
-        conditionals=tuple((conditionals or {}).items()),
-        context_size=context_size,
-    )
