@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -31,31 +30,9 @@ import numpy as np
 import arprob as ar
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import naive_steps_fn, write_results  # noqa: E402
+from common import median_times, naive_steps_fn, write_results  # noqa: E402
 
 D, BATCH = 784, 256
-
-
-def median_times(fns: dict, repeats: int) -> dict[str, float]:
-    """Median time of each zero-argument function, runs interleaved, after a warm-up.
-
-    Returns ``{name: wall seconds}`` and ``{name + "@cpu": process CPU seconds}``; the CPU
-    clock (all threads of this process) is much less disturbed by other processes on a
-    shared machine, so the ratios below are reported on both clocks.
-    """
-    for f in fns.values():
-        jax.block_until_ready(f())
-    wall: dict[str, list[float]] = {k: [] for k in fns}
-    cpu: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            t, c = time.perf_counter(), time.process_time()
-            jax.block_until_ready(f())
-            wall[k].append(time.perf_counter() - t)
-            cpu[k].append(time.process_time() - c)
-    out = {k: float(np.median(v)) for k, v in wall.items()}
-    out.update({k + "@cpu": float(np.median(v)) for k, v in cpu.items()})
-    return out
 
 
 def made_model(hidden, direct):

@@ -24,8 +24,7 @@ import numpy as np
 import arprob as ar
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_made import median_times  # noqa: E402
-from common import naive_steps_fn, write_results  # noqa: E402
+from common import median_times, naive_steps_fn, write_results  # noqa: E402
 
 D = 784
 

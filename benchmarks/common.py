@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import jax
+import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -22,6 +23,28 @@ def timeit(fn, *args, repeats: int = 15) -> float:
         jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def median_times(fns: dict, repeats: int) -> dict[str, float]:
+    """Median time of each zero-argument function, runs interleaved, after a warm-up.
+
+    Returns ``{name: wall seconds}`` and ``{name + "@cpu": process CPU seconds}``; the CPU
+    clock (all threads of this process) is much less disturbed by other processes on a
+    shared machine, so the ratios below are reported on both clocks.
+    """
+    for f in fns.values():
+        jax.block_until_ready(f())
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t, c = time.perf_counter(), time.process_time()
+            jax.block_until_ready(f())
+            wall[k].append(time.perf_counter() - t)
+            cpu[k].append(time.process_time() - c)
+    out = {k: float(np.median(v)) for k, v in wall.items()}
+    out.update({k + "@cpu": float(np.median(v)) for k, v in cpu.items()})
+    return out
 
 
 def write_results(name: str, rows: list[dict], columns: list[str]) -> str:
