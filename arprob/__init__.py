@@ -1,26 +1,34 @@
 """arprob: declare autoregressive probability models and compile them to exact JAX densities."""
 
 from . import heads as heads
-from .conditioners import Logistic as Logistic
-from .conditioners import Table as Table
-from .conditioners import PixelCNN as PixelCNN
-from .conditioners import RNN as RNN
-from .conditioners import WaveNet as WaveNet
+from .checkpoint import CheckpointError as CheckpointError
+from .checkpoint import load_checkpoint as load_checkpoint
+from .checkpoint import save_checkpoint as save_checkpoint
 from .conditioners import MADE as MADE
+from .conditioners import RNN as RNN
+from .conditioners import Logistic as Logistic
+from .conditioners import PixelCNN as PixelCNN
+from .conditioners import Table as Table
 from .conditioners import Transformer as Transformer
+from .conditioners import WaveNet as WaveNet
 from .conditioners.made import ensemble_log_prob as ensemble_log_prob
 from .conditioners.made import ensemble_sample as ensemble_sample
 from .conditioners.made import fit_order_agnostic as fit_order_agnostic
 from .conditioners.made import member_model as member_model
+from .data import BatchStream as BatchStream
+from .data import load_array as load_array
 from .errors import DataError as DataError
 from .errors import SpecError as SpecError
+from .evaluate import Evaluation as Evaluation
+from .evaluate import evaluate as evaluate
 from .heads import Bernoulli as Bernoulli
 from .heads import DiscretizedLogisticMixture as DiscretizedLogisticMixture
+from .heads import Gaussian as Gaussian
 from .heads import GaussianMixture as GaussianMixture
 from .heads import LogisticMixture as LogisticMixture
-from .heads import Gaussian as Gaussian
 from .model import Model as Model
 from .model import compile as compile
+from .plotting import plot_history as plot_history
 from .spec.layout import compute_steps as compute_steps
 from .spec.orderings import ByVariable as ByVariable
 from .spec.orderings import Columns as Columns
@@ -47,17 +55,9 @@ from .spec.variables import Categorical as Categorical
 from .spec.variables import Ordinal as Ordinal
 from .spec.variables import Real as Real
 from .train import FitResult as FitResult
-from .train import fit as fit
 from .train import History as History
 from .train import NonFiniteLossError as NonFiniteLossError
 from .train import StepInfo as StepInfo
-from .checkpoint import CheckpointError as CheckpointError
-from .checkpoint import load_checkpoint as load_checkpoint
-from .checkpoint import save_checkpoint as save_checkpoint
-from .data import BatchStream as BatchStream
-from .data import load_array as load_array
-from .evaluate import Evaluation as Evaluation
-from .evaluate import evaluate as evaluate
-from .plotting import plot_history as plot_history
+from .train import fit as fit
 
 __version__ = "0.1.0"
