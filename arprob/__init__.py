@@ -28,6 +28,9 @@ from .heads import GaussianMixture as GaussianMixture
 from .heads import LogisticMixture as LogisticMixture
 from .model import Model as Model
 from .model import compile as compile
+from .model import flat_log_prob as flat_log_prob
+from .model import flat_log_prob_terms as flat_log_prob_terms
+from .model import flat_sample as flat_sample
 from .plotting import plot_history as plot_history
 from .spec.layout import compute_steps as compute_steps
 from .spec.orderings import ByVariable as ByVariable

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .data import as_source
-from .model import Model
+from .model import Model, flat_log_prob_terms
 from .sharding import Devices, Mesh, check_batch_size, make_mesh, num_devices, replicate, shard_batch
 
 
@@ -67,7 +67,7 @@ class Evaluation:
 @eqx.filter_jit
 def _score_batch(model: Model, x, context, valid):
     """Per-example log p and per-variable sums over the valid rows of a padded batch."""
-    terms = model._terms(x, context)  # (b, D)
+    terms = flat_log_prob_terms(model, x, context)  # (b, D)
     offsets = model.spec.layout.offsets
     by_var = jnp.stack([terms[:, offsets[i] : offsets[i + 1]].sum(-1) for i in range(len(offsets) - 1)], -1)
     by_var = jnp.where(valid[:, None], by_var, 0.0)

@@ -34,7 +34,7 @@ from .conditioners.table import TableConditioner
 from .data import ArraySource, as_source, split_source
 from .errors import DataError
 from .evaluate import _evaluate
-from .model import Model
+from .model import Model, flat_log_prob
 from .sharding import Devices, Mesh, check_batch_size, is_main_process, make_mesh, num_devices, replicate, shard_batch
 
 
@@ -348,7 +348,7 @@ def fit(
         frozen = eqx.combine(static_arrays, static_rest)
 
         def loss_fn(p):
-            return -jnp.mean(eqx.combine(p, frozen)._log_prob(xb, cb))
+            return -jnp.mean(flat_log_prob(eqx.combine(p, frozen), xb, cb))
 
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = tx.update(grads, opt_state, params)

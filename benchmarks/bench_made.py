@@ -120,11 +120,11 @@ def main() -> None:
         cond = model.components[0].conditioner
         x = jnp.asarray(np.random.default_rng(0).integers(0, 2, (BATCH, D)), jnp.float32)
         plain = plain_mlp(cond, masked=False)
-        np.testing.assert_allclose(model._log_prob(x, None), plain_mlp(cond, masked=True)(x), rtol=1e-4, atol=1e-2)
-        sample = jax.jit(lambda k: model._sample(k, BATCH, None, False))
+        np.testing.assert_allclose(ar.flat_log_prob(model, x), plain_mlp(cond, masked=True)(x), rtol=1e-4, atol=1e-2)
+        sample = jax.jit(lambda k: ar.flat_sample(model, k, BATCH, None, False))
         key = jax.random.key(1)
         t = median_times(
-            {"masked": lambda: model._log_prob(x, None), "plain": lambda: plain(x), "sample": lambda: sample(key)},
+            {"masked": lambda: ar.flat_log_prob(model, x), "plain": lambda: plain(x), "sample": lambda: sample(key)},
             args.repeats,
         )
         naive = naive_steps_fn(model, BATCH, args.naive_steps)

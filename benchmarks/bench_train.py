@@ -72,7 +72,7 @@ def step_rate(model, x: np.ndarray, batch_size: int) -> float:
 
     @eqx.filter_jit
     def step(params, state, xb):
-        loss, grads = eqx.filter_value_and_grad(lambda p: -jnp.mean(eqx.combine(p, static)._log_prob(xb, None)))(params)
+        loss, grads = eqx.filter_value_and_grad(lambda p: -jnp.mean(ar.flat_log_prob(eqx.combine(p, static), xb)))(params)
         updates, state = tx.update(grads, state, params)
         return eqx.apply_updates(params, updates), state, loss
 

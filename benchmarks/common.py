@@ -25,6 +25,21 @@ def timeit(fn, *args, repeats: int = 15) -> float:
     return min(times)
 
 
+def best_times(fns: dict, repeats: int) -> dict[str, float]:
+    """Best (minimum) wall time of each zero-argument function, with the runs interleaved
+    (a, b, a, b, ...) after a warm-up, so that a slow spell of a shared machine hits every
+    function alike; noise only adds time, so the minimum is the steadiest estimate."""
+    for f in fns.values():
+        jax.block_until_ready(f())
+    best = {k: float("inf") for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(f())
+            best[k] = min(best[k], time.perf_counter() - start)
+    return best
+
+
 def median_times(fns: dict, repeats: int) -> dict[str, float]:
     """Median time of each zero-argument function, runs interleaved, after a warm-up.
 

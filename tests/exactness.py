@@ -130,7 +130,7 @@ def assert_gradients_finite(model: ar.Model, x, context=None) -> None:
     """Gradients of the mean NLL w.r.t. every float leaf are finite, and not all zero."""
     params, static = eqx.partition(model, eqx.is_inexact_array)
     c = None if context is None else jnp.asarray(context)
-    grads = jax.grad(lambda p: -jnp.mean(eqx.combine(p, static)._log_prob(jnp.asarray(x), c)))(params)
+    grads = jax.grad(lambda p: -jnp.mean(ar.flat_log_prob(eqx.combine(p, static), jnp.asarray(x), c)))(params)
     leaves = [g for g in jax.tree_util.tree_leaves(grads) if g.size]
     assert leaves and all(bool(jnp.all(jnp.isfinite(g))) for g in leaves), "non-finite gradient"
     assert any(float(jnp.abs(g).max()) > 0 for g in leaves), "every gradient is zero"

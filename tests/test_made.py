@@ -12,8 +12,8 @@ import pytest
 from scipy import stats
 
 import arprob as ar
-from arprob.conditioners.made import MADEConditioner, block_plan, num_members, with_member
-from arprob.masks import rank_mask
+from arprob.conditioners.made import MADEConditioner, num_members, with_member
+from arprob.masks import rank_mask, row_tiles
 from exactness import (
     all_configurations,
     assert_cached_equals_naive,
@@ -149,8 +149,9 @@ def test_blocked_product_equals_dense_masked_product():
     dense = dataclasses.replace(cond, plans=None)
     x = jnp.asarray(np.random.default_rng(0).integers(0, 2, 20), jnp.float32)
     np.testing.assert_allclose(cond(x, x, None), dense(x, x, None), rtol=1e-5, atol=1e-5)
-    plan = block_plan(np.array([0, 0, 1, 2, 3]), np.array([0, 1, 2, 3]), strict=True, groups=2)
-    assert plan == ((0, 2, 0), (2, 5, 3))  # rows 0-1 read no column; rows 2-4 the first 3
+    allowed = rank_mask(np.array([0, 1, 2, 3]), np.array([0, 0, 1, 2, 3]), strict=True)
+    assert row_tiles(allowed, 2, align=1) == ((0, 2, 0), (2, 5, 3))  # rows 0-1 read no column; rows 2-4 the first 3
+    assert row_tiles(allowed, 2, align=2) == ((0, 2, 0), (2, 5, 4))  # rounded up to the alignment
 
 
 def _ensemble_spec(**kw):

@@ -70,7 +70,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ..errors import SpecError
 from ..heads import Head
-from ..masks import rank_mask
+from ..masks import Tiles, rank_mask, row_tiles, tiled_masked_matmul
 from ..spec.layout import ElementLayout, Steps, compute_steps
 from ..spec.orderings import Explicit, Ordering
 from ..spec.partitions import ExplicitBlocks
@@ -205,44 +205,6 @@ def _units_at_step(degrees: np.ndarray, num_steps: int, width: int) -> np.ndarra
     return table
 
 
-Plan = tuple[tuple[int, int, int], ...]
-
-
-def block_plan(row_deg: np.ndarray, col_deg: np.ndarray, *, strict: bool, groups: int = 3) -> Plan:
-    """Cut a staircase mask into row groups ``(r0, r1, b)``.
-
-    With rows and columns sorted by degree, ``rank_mask(col_deg, row_deg)`` allows each row
-    a prefix of the columns, non-decreasing down the rows, so rows ``[r0, r1)`` never read
-    columns ``>= b`` (the prefix of their last row). One masked product per group over
-    ``[0, b)`` skips the masked upper-right blocks: with G groups about ``(G + 1) / 2G`` of
-    the dense FLOPs and of the masking work (G = 3 for hidden layers, 4 for the outputs
-    measured fastest at D = 784 on CPU; more groups make the products too small).
-    """
-    assert np.all(np.diff(row_deg) >= 0) and np.all(np.diff(col_deg) >= 0)
-    allowed = rank_mask(col_deg, row_deg, strict=strict)
-    lengths = allowed.sum(1)
-    assert np.array_equal(allowed, np.arange(len(col_deg))[None, :] < lengths[:, None])
-    bounds = np.unique(np.linspace(0, len(row_deg), min(groups, len(row_deg)) + 1).round().astype(int))
-    return tuple((int(r0), int(r1), int(lengths[r1 - 1])) for r0, r1 in zip(bounds[:-1], bounds[1:]))
-
-
-def _blocked_matmul(x, w, plan: Plan, row_deg, col_deg, strict: bool):
-    """``(W * M) @ x`` for a staircase mask ``M`` (``w (R, C)``, ``x (C,)``), by row groups."""
-    outs = []
-    for r0, r1, b in plan:
-        if b == 0:
-            outs.append(jnp.zeros(r1 - r0, w.dtype))
-        else:
-            allowed = _compare(row_deg[r0:r1], col_deg[:b], strict)
-            outs.append(x[:b] @ jnp.where(allowed, w[r0:r1, :b], 0.0).T)
-    return jnp.concatenate(outs) if len(outs) > 1 else outs[0]
-
-
-def _compare(row_deg, col_deg, strict: bool):
-    """The rank comparison of ``arprob.masks.rank_mask`` on (possibly traced) degree vectors."""
-    return row_deg[:, None] > col_deg[None, :] if strict else row_deg[:, None] >= col_deg[None, :]
-
-
 # ---------------------------------------------------------------------- runtime
 class MADEConditioner(Conditioner):
     """Runtime MADE (see the module docstring).
@@ -252,7 +214,7 @@ class MADEConditioner(Conditioner):
     rows are this variable's elements permuted by ``out_perm`` (sorted by member-0 step).
     Masks are never stored: they are the rank comparisons of the degree vectors of the
     current member (``in_deg``/``hidden_deg``/``out_deg``, stacked over members). With a
-    single member the products use ``block_plan`` (staircase masks, skipping masked blocks).
+    single member the products use ``masks.row_tiles`` (staircase masks: masked blocks skipped).
     """
 
     weights: tuple[Float[Array, "h h_prev"], ...]
@@ -272,7 +234,7 @@ class MADEConditioner(Conditioner):
     member_steps: Int[Array, "k d"]
     member: Int[Array, ""]
     activation: str = eqx.field(static=True)
-    plans: tuple[Plan, ...] | None = eqx.field(static=True)  # hidden layers, output, direct (K = 1)
+    plans: tuple[Tiles, ...] | None = eqx.field(static=True)  # hidden layers, output, direct (K = 1)
     in_identity: bool = eqx.field(static=True)
     out_identity: bool = eqx.field(static=True)
 
@@ -293,9 +255,8 @@ class MADEConditioner(Conditioner):
         return out
 
     def _matmul(self, x, w, i: int, row_deg, col_deg, strict: bool):
-        if self.plans is not None:
-            return _blocked_matmul(x, w, self.plans[i], row_deg, col_deg, strict)
-        return x @ jnp.where(_compare(row_deg, col_deg, strict), w, 0.0).T  # x @ W.T: the batched layout
+        tiles = ((0, w.shape[0], w.shape[1]),) if self.plans is None else self.plans[i]
+        return tiled_masked_matmul(x, w, tiles, row_deg, col_deg, strict=strict)
 
     def __call__(self, x, feats, context):
         m = self.member
@@ -338,7 +299,7 @@ class MADEConditioner(Conditioner):
             offset = units[0] - start
             win = lambda a, start=start, u=u: jax.lax.dynamic_slice_in_dim(a, start, u, axis=0)
             wu = natural(win(w)) if l == 0 else win(w)
-            pre = jnp.where(_compare(win(hdeg[m]), deg, False), wu, 0.0) @ inp + win(b)
+            pre = jnp.where(rank_mask(deg, win(hdeg[m]), strict=False), wu, 0.0) @ inp + win(b)
             if l == 0 and self.context_weight is not None:
                 pre = pre + win(self.context_weight) @ context
             j = jnp.arange(u)
@@ -352,10 +313,10 @@ class MADEConditioner(Conditioner):
         out_deg = take_rows(self.out_deg[m])
         out = take_rows(self.out_bias)
         if self.weights:
-            w = jnp.where(_compare(out_deg, deg, True)[:, None, :], take_rows(self.out_weight), 0.0)
+            w = jnp.where(rank_mask(deg, out_deg, strict=True)[:, None, :], take_rows(self.out_weight), 0.0)
             out = out + jnp.einsum("npk,k->np", w, inp)
         if self.direct_weight is not None:
-            w = jnp.where(_compare(out_deg, in_deg, True)[:, None, :], natural(take_rows(self.direct_weight)), 0.0)
+            w = jnp.where(rank_mask(in_deg, out_deg, strict=True)[:, None, :], natural(take_rows(self.direct_weight)), 0.0)
             out = out + jnp.einsum("npf,f->np", w, feats)
         if self.context_out is not None:
             out = out + jnp.einsum("npc,c->np", take_rows(self.context_out), context)
@@ -391,11 +352,9 @@ def build_made(spec: MADE, ctx: ConditionerContext, key: PRNGKeyArray) -> MADECo
     out_sorted = out_degs[0][out_perm]
     plans = None
     if len(members) == 1:
-        plans = tuple(block_plan(chain[l + 1], chain[l], strict=False) for l in range(len(spec.hidden)))
-        plans += (
-            block_plan(np.repeat(out_sorted, p), chain[-1], strict=True, groups=4),
-            block_plan(np.repeat(out_sorted, p), chain[0], strict=True, groups=4),
-        )
+        # G = 3 groups for hidden layers and 4 for the outputs measured fastest at D = 784 on CPU
+        plans = tuple(row_tiles(rank_mask(chain[l], chain[l + 1], strict=False), 3) for l in range(len(spec.hidden)))
+        plans += tuple(row_tiles(rank_mask(deg, np.repeat(out_sorted, p), strict=True), 4) for deg in (chain[-1], chain[0]))
     tables = []
     for l, width in enumerate(spec.hidden):
         per = [_units_at_step(hd[l], st.num_steps, width) for hd, st in zip(hidden_degs, members)]
@@ -527,9 +486,11 @@ def member_model(model, k: int):
 
 def ensemble_log_prob(model, data, context=None) -> Float[Array, " b"]:
     """Ensemble density over the ``K`` members: ``log (1/K) sum_k p_k(x)`` (exact, normalised)."""
+    from ..model import flat_log_prob
+
     num, _ = _made_components(model)
     x, ctx = model._prepare(data, context)
-    terms = jnp.stack([with_member(model, k)._log_prob(x, ctx) for k in range(num)])
+    terms = jnp.stack([flat_log_prob(with_member(model, k), x, ctx) for k in range(num)])
     return jax.scipy.special.logsumexp(terms, axis=0) - math.log(num)
 
 
@@ -570,6 +531,7 @@ def fit_order_agnostic(
     **Returns:** ``FitResult(model, history)``, the model at member 0. With ``K = 1`` this
     is ordinary training.
     """
+    from ..model import flat_log_prob
     from ..train import FitResult, fit_tables, trainable_filter
     from ..validation import as_context, as_flat
 
@@ -586,7 +548,7 @@ def fit_order_agnostic(
     @eqx.filter_jit
     def train_step(params, opt_state, xb, cb, k):
         def loss_fn(p):
-            return -jnp.mean(with_member(eqx.combine(p, static), k)._log_prob(xb, cb))
+            return -jnp.mean(flat_log_prob(with_member(eqx.combine(p, static), k), xb, cb))
 
         loss, grads = eqx.filter_value_and_grad(loss_fn)(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
