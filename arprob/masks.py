@@ -37,11 +37,12 @@ Tiles = tuple[tuple[int, int, int], ...]
 
 def row_tiles(allowed: np.ndarray, groups: int, *, align: int = 16, min_saving: float = 0.2) -> Tiles:
     """Row groups ``(r0, r1, k)`` of an ``(R, C)`` connectivity: rows ``r0:r1`` read only the
-    columns ``:k``, one past the group's last allowed column, rounded up to ``align`` (aligned
-    products are faster). One full tile ``((0, R, C),)`` when the groups would skip less than
-    ``min_saving`` of the product (e.g. a mask whose ranks are not sorted)."""
+    columns ``:k``, one past the group's last allowed column. Group bounds and ``k`` are
+    rounded to multiples of ``align`` (aligned products are faster on CPU). One full tile
+    ``((0, R, C),)`` when the groups would skip less than ``min_saving`` of the product
+    (e.g. a mask whose ranks are not sorted)."""
     r, c = allowed.shape
-    bounds = np.unique(np.linspace(0, r, min(groups, r) + 1).round().astype(int))
+    bounds = np.unique(np.r_[(np.linspace(0, r, min(groups, r) + 1)[:-1] / align).round().astype(int) * align, r])
     tiles = []
     for r0, r1 in zip(bounds[:-1], bounds[1:]):
         cols = np.flatnonzero(allowed[r0:r1].any(axis=0))
@@ -66,7 +67,7 @@ def tiled_masked_matmul(
         mask = rank_mask(col_ranks[:k], row_ranks[r0:r1], strict=strict)
         if allowed is not None:
             mask = mask & allowed[r0:r1, :k]
-        outs.append(x[:k] @ (w[r0:r1, :k] * mask.astype(w.dtype)).T)
+        outs.append(x[:k] @ jnp.where(mask, w[r0:r1, :k], 0.0).T)
     return jnp.concatenate(outs) if len(outs) > 1 else outs[0]
 
 

@@ -9,8 +9,8 @@
    flowjax's ``MaskedAutoregressive.inverse`` (their autoregressive sampling paths: one
    full network pass per dimension), reported as their time / our cached sampling time.
 
-Timings: compile first, ``jax.block_until_ready``, median of ``--repeats`` runs; A/B
-pairs are interleaved so drift on a shared machine hits both alike. Slow paths (naive,
+Timings: compile first, ``jax.block_until_ready``, best (minimum) of ``--repeats`` runs,
+interleaved so that drift on a shared machine hits every case alike (``common.best_times``). Slow paths (naive,
 NumPyro, flowjax) are timed on ``--naive-steps`` steps and extrapolated linearly to D
 steps (the per-step work is identical at every step); the output says so.
 
@@ -30,7 +30,7 @@ import numpy as np
 import arprob as ar
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import median_times, naive_steps_fn, write_results  # noqa: E402
+from common import best_times, naive_steps_fn, write_results  # noqa: E402
 
 D, BATCH = 784, 256
 
@@ -123,30 +123,23 @@ def main() -> None:
         np.testing.assert_allclose(ar.flat_log_prob(model, x), plain_mlp(cond, masked=True)(x), rtol=1e-4, atol=1e-2)
         sample = jax.jit(lambda k: ar.flat_sample(model, k, BATCH, None, False))
         key = jax.random.key(1)
-        t = median_times(
+        t = best_times(
             {"masked": lambda: ar.flat_log_prob(model, x), "plain": lambda: plain(x), "sample": lambda: sample(key)},
             args.repeats,
         )
         naive = naive_steps_fn(model, BATCH, args.naive_steps)
-        tn = median_times({"naive": lambda: naive(key)}, max(3, args.repeats // 3))
+        tn = best_times({"naive": lambda: naive(key)}, max(3, args.repeats // 3))
         scale = D / args.naive_steps
-        row = {"hidden": str(list(hidden)), "direct": direct}
-        for clock in ("", "@cpu"):
-            lp, mlp, smp, nv = t["masked" + clock], t["plain" + clock], t["sample" + clock], tn["naive" + clock] * scale
-            row.update({
-                f"log_prob_ms{clock}": 1e3 * lp,
-                f"mlp_ms{clock}": 1e3 * mlp,
-                f"masked/mlp{clock}": lp / mlp,
-                f"sample_ms{clock}": 1e3 * smp,
-                f"naive/cached{clock}": nv / smp,
-                f"sample/log_prob{clock}": smp / lp,
-            })
+        lp, mlp, smp, nv = t["masked"], t["plain"], t["sample"], tn["naive"] * scale
+        row = {
+            "hidden": str(list(hidden)), "direct": direct, "log_prob_ms": 1e3 * lp, "mlp_ms": 1e3 * mlp,
+            "masked/mlp": lp / mlp, "sample_ms": 1e3 * smp, "naive/cached": nv / smp, "sample/log_prob": smp / lp,
+        }
         if hidden[0] >= D:  # NumPyro's AutoregressiveNN refuses hidden < D
             peers = peer_paths(hidden, args.naive_steps)
-            tp = median_times(peers, max(3, args.repeats // 3))
+            tp = best_times(peers, max(3, args.repeats // 3))
             for name in peers:
-                for clock in ("", "@cpu"):
-                    row[f"{name}/ours{clock}"] = tp[name + clock] * scale / t["sample" + clock]
+                row[f"{name}/ours"] = tp[name] * scale / smp
         rows.append(row)
         print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     cols = sorted({k for r in rows for k in r}, key=lambda k: list(rows[-1]).index(k) if k in rows[-1] else 99)
@@ -156,7 +149,7 @@ def main() -> None:
     table = write_results("made", rows, cols)
     print(table)
     print(
-        f"Naive, NumPyro and flowjax times: {args.naive_steps} steps timed (median), extrapolated linearly to {D} steps."
+        f"Naive, NumPyro and flowjax times: {args.naive_steps} steps timed (best), extrapolated linearly to {D} steps."
     )
 
 
