@@ -286,9 +286,8 @@ class MADEConditioner(Conditioner):
     def step(self, cache, x, feats, context, s, rows):
         """Compute the hidden units of degree ``s - 1`` (now complete), then the rows of step ``s``.
 
-        Every product over the inputs reads the whole ``(batch, F)`` sample buffer, so the
-        direct rows of step ``s`` share one product with the first layer's new units.
-        """
+        The direct rows get their own matrix-vector product: stacking them with the new units
+        into one few-row matrix product is slower on CPU (XLA's small-N matrix path)."""
         m = self.member
         in_deg = self.in_deg[m]  # natural feature order
         natural = lambda a: a if self.in_identity else jnp.take(a, self.in_pos, axis=-1)
@@ -296,12 +295,6 @@ class MADEConditioner(Conditioner):
         take_rows = lambda a: jnp.take(a, srows, axis=0, mode="clip")
         out_deg = take_rows(self.out_deg[m])
         out = take_rows(self.out_bias)
-        rows_n, p = out.shape
-        direct = None
-        if self.direct_weight is not None:
-            direct = jnp.where(
-                rank_mask(in_deg, out_deg, strict=True)[:, None, :], natural(take_rows(self.direct_weight)), 0.0
-            ).reshape(rows_n * p, -1)
         hs, inp, deg = [], feats, in_deg
         for l, (w, b, hdeg, table) in enumerate(zip(self.weights, self.biases, self.hidden_deg, self.units_at_step)):
             # Units are sorted by degree, so this step's units are contiguous: one window of
@@ -312,27 +305,26 @@ class MADEConditioner(Conditioner):
             start = jnp.clip(units[0], 0, width - u)
             win = lambda a, start=start, u=u: jax.lax.dynamic_slice_in_dim(a, start, u, axis=0)
             fresh = (jnp.arange(u) >= units[0] - start) & (jnp.arange(u) < units[0] - start + count)
-            wu = jnp.where(rank_mask(deg, win(hdeg[m]), strict=False), natural(win(w)) if l == 0 else win(w), 0.0)
 
-            def update(h, pre, win=win, fresh=fresh, start=start, b=b, l=l):
-                pre = pre + win(b)
+            # Built inside the branch: a masked window made outside and passed in costs a third more.
+            def update(h, inp=inp, deg=deg, hdeg=hdeg, w=w, win=win, fresh=fresh, start=start, b=b, l=l):
+                wu = jnp.where(rank_mask(deg, win(hdeg[m]), strict=False), natural(win(w)) if l == 0 else win(w), 0.0)
+                pre = wu @ inp + win(b)
                 if l == 0 and self.context_weight is not None:
                     pre = pre + win(self.context_weight) @ context
                 new = jnp.where(fresh, self._act(pre), win(h))
                 return jax.lax.dynamic_update_slice_in_dim(h, new, start, axis=0)
 
-            if l == 0 and direct is not None:
-                both = jnp.concatenate([wu, direct]) @ inp
-                h, direct = update(cache[l], both[:u]), both[u:]
-            else:  # steps with no unit of degree s - 1 (narrow layers) skip the product
-                h = jax.lax.cond(count > 0, lambda h, wu=wu, inp=inp: update(h, wu @ inp), lambda h: h, cache[l])
+            # steps with no unit of degree s - 1 (narrow layers) skip the product
+            h = jax.lax.cond(count > 0, update, lambda h: h, cache[l])
             hs.append(h)
             inp, deg = h, hdeg[m]
         if self.weights:
             w = jnp.where(rank_mask(deg, out_deg, strict=True)[:, None, :], take_rows(self.out_weight), 0.0)
             out = out + jnp.einsum("npk,k->np", w, inp)
-        if direct is not None:
-            out = out + (direct if self.weights else direct @ feats).reshape(rows_n, p)
+        if self.direct_weight is not None:
+            w = jnp.where(rank_mask(in_deg, out_deg, strict=True)[:, None, :], natural(take_rows(self.direct_weight)), 0.0)
+            out = out + jnp.einsum("npf,f->np", w, feats)
         if self.context_out is not None:
             out = out + jnp.einsum("npc,c->np", take_rows(self.context_out), context)
         return out, tuple(hs)
