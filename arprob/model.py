@@ -141,7 +141,9 @@ class Model(eqx.Module):
         return {c.name: p for c, p in zip(self.components, params)}
 
     # ----------------------------------------------------------------- sampling
-    def _sample_impl(self, key: PRNGKeyArray, n: int, context, naive: bool) -> Float[Array, "n d"]:
+    def _sample_impl(
+        self, key: PRNGKeyArray, n: int, context, naive: bool, num_steps: int | None = None
+    ) -> Float[Array, "n d"]:
         spec = self.spec
         d, f = spec.num_elements, self.encoder.num_features
         dtype = jnp.result_type(float)
@@ -181,7 +183,8 @@ class Model(eqx.Module):
 
         x0 = jnp.zeros((n, d), dtype)
         feats0 = jnp.zeros((n, 0 if identity else f), dtype)
-        (x, _, _), _ = jax.lax.scan(body, (x0, feats0, caches0), jnp.arange(spec.steps.num_steps))
+        steps = spec.steps.num_steps if num_steps is None else num_steps
+        (x, _, _), _ = jax.lax.scan(body, (x0, feats0, caches0), jnp.arange(steps))
         return x
 
     @staticmethod
@@ -238,5 +241,7 @@ def flat_conditional_params(model: Model, x: Float[Array, "b d"], context=None) 
     return jax.vmap(lambda xi, ci: model._example_params(xi, model.encoder(xi), ci))(x, context)
 
 
-flat_sample = jax.jit(Model._sample_impl, static_argnums=(2, 4))
-"""``flat_sample(model, key, n, context, naive)``: ``(n, D)`` ancestral samples."""
+flat_sample = jax.jit(Model._sample_impl, static_argnums=(2, 4, 5))
+"""``flat_sample(model, key, n, context, naive, num_steps=None)``: ``(n, D)`` ancestral
+samples; with ``num_steps`` only the first steps are drawn (the rest stay 0), with the
+same draws as the full sampler (benchmarks time slow samplers this way)."""

@@ -1,7 +1,7 @@
 """WaveNet sampling benchmark (L = 784 binary elements, CPU): queue-cached vs naive.
 
-Both samplers are the model's own ``lax.scan`` body (``partial_sample`` below replays
-``Model._sample`` over the first ``steps`` steps); the naive one calls ``naive_step``,
+Both samplers are the model's own (``ar.flat_sample`` with ``num_steps``: the first
+``steps`` steps of the real sampler); the naive one calls ``naive_step``,
 one full pass over all 784 positions per step. Naive sampling of all 784 steps is too
 slow for this shared 2-core machine, so both paths are timed on ``--steps`` steps (same
 run, interleaved, median of ``--repeats``) and the naive time is extrapolated linearly
@@ -16,60 +16,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import arprob as ar
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import write_results  # noqa: E402
+from common import median_times, write_results  # noqa: E402
 
 
-@eqx.filter_jit
 def partial_sample(model: ar.Model, key, n: int, steps: int, naive: bool):
-    """The sampler of ``Model._sample`` (no context) run for the first ``steps`` steps."""
-    d, f = model.spec.num_elements, model.encoder.num_features
-    dtype = jnp.result_type(float)
-    caches0 = tuple(
-        jax.vmap(lambda c, cond=comp.conditioner: cond.init_cache(c), axis_size=n)(jnp.zeros(n))
-        for comp in model.components
-    )
-
-    def body(carry, s):
-        x, feats, caches = carry
-        new = []
-        for i, comp in enumerate(model.components):
-            fn = comp.conditioner.naive_step if naive else comp.conditioner.step
-            rows, elems = comp.block_rows[s], comp.block_elements[s]
-            params, cache = jax.vmap(fn, in_axes=(0, 0, 0, None, None, None))(caches[i], x, feats, None, s, rows)
-            keys = jax.random.split(jax.random.fold_in(key, s * len(model.components) + i), n)
-            values = jax.vmap(comp.head.sample)(keys, params)
-            x = x.at[:, elems].set(values, mode="drop")
-            feats = jax.vmap(model.encoder.write, in_axes=(0, 0, None))(feats, values, elems)
-            new.append(cache)
-        return (x, feats, tuple(new)), None
-
-    init = (jnp.zeros((n, d), dtype), jnp.zeros((n, f), dtype), caches0)
-    (x, _, _), _ = jax.lax.scan(body, init, jnp.arange(steps))
-    return x
-
-
-def median_times(fns: dict, repeats: int) -> dict[str, float]:
-    """Median wall time of each zero-argument function, runs interleaved, after a warm-up."""
-    for fn in fns.values():
-        jax.block_until_ready(fn())
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            jax.block_until_ready(fn())
-            times[k].append(time.perf_counter() - t)
-    return {k: float(np.median(v)) for k, v in times.items()}
+    """The model's own sampler (no context) run for the first ``steps`` steps."""
+    return ar.flat_sample(model, key, n, None, naive, steps)
 
 
 def bench_cached_vs_naive(name: str, model: ar.Model, batch: int, steps: int, repeats: int) -> dict:

@@ -77,26 +77,8 @@ def write_results(name: str, rows: list[dict], columns: list[str]) -> str:
 
 
 def naive_steps_fn(model, batch: int, steps: int):
-    """The first ``steps`` steps of the naive sampler of a one-variable binary model (one full
-    conditioner pass per step, the model's scan body with ``naive_step``), to time and
-    extrapolate linearly when all D steps would take too long."""
-    import jax.numpy as jnp
+    """The model's own naive sampler (one full conditioner pass per step) run for the first
+    ``steps`` steps, to time and extrapolate linearly when all D steps would take too long."""
+    import arprob as ar
 
-    comp = model.components[0]
-    cond = comp.conditioner
-    d = model.spec.num_elements
-
-    @jax.jit
-    def run(key):
-        def body(x, s):
-            params, _ = jax.vmap(cond.naive_step, in_axes=(None, 0, 0, None, None, None))(
-                None, x, x, None, s, comp.block_rows[s]
-            )
-            u = jax.random.uniform(jax.random.fold_in(key, s), params.shape[:2])
-            values = (u < jax.nn.sigmoid(params[..., 0])).astype(x.dtype)
-            return x.at[:, comp.block_elements[s]].set(values, mode="drop"), None
-
-        x, _ = jax.lax.scan(body, jnp.zeros((batch, d)), jnp.arange(steps))
-        return x
-
-    return run
+    return lambda key: ar.flat_sample(model, key, batch, None, True, steps)

@@ -170,3 +170,13 @@ def test_logistic_tiles_skip_only_masked_blocks(variables, partition):
         assert cond.tiles[0][0] == 0 and cond.tiles[-1][1] == len(allowed)
         for a, b, k in cond.tiles:
             assert not allowed[a:b, k:].any()
+
+
+def test_partial_sampling_draws_the_first_steps_of_the_full_sampler():
+    spec = ar.Spec(variables=(ar.Binary("x", shape=(3, 4)),), partition=ar.PerRow())
+    model = randomize(ar.compile(spec, jax.random.key(0)), jax.random.key(1))
+    key = jax.random.key(2)
+    full, part = ar.flat_sample(model, key, 32, None, False), ar.flat_sample(model, key, 32, None, False, 2)
+    drawn = np.asarray(spec.steps.step) < 2
+    np.testing.assert_array_equal(np.asarray(part)[:, drawn], np.asarray(full)[:, drawn])
+    assert not np.asarray(part)[:, ~drawn].any() and np.asarray(full)[:, ~drawn].any()
