@@ -35,12 +35,16 @@ def rank_mask(in_ranks, out_ranks, *, strict: bool):
 Tiles = tuple[tuple[int, int, int], ...]
 
 
-def row_tiles(allowed: np.ndarray, groups: int, *, align: int = 16, min_saving: float = 0.2) -> Tiles:
+def row_tiles(allowed: np.ndarray, groups: int = 3, *, align: int = 16, min_saving: float = 0.2) -> Tiles:
     """Row groups ``(r0, r1, k)`` of an ``(R, C)`` connectivity: rows ``r0:r1`` read only the
     columns ``:k``, one past the group's last allowed column. Group bounds and ``k`` are
     rounded to multiples of ``align`` (aligned products are faster on CPU). One full tile
     ``((0, R, C),)`` when the groups would skip less than ``min_saving`` of the product
-    (e.g. a mask whose ranks are not sorted)."""
+    (e.g. a mask whose ranks are not sorted).
+
+    ``groups=3`` for every layer measured as fast as any choice of 1 to 8 groups on CPU
+    (FVSBN and MADE layers of 500 to 784 rows, D = 784, batch 256, interleaved runs);
+    the speed of XLA's CPU products depends on their shapes more than on their size."""
     r, c = allowed.shape
     bounds = np.unique(np.r_[(np.linspace(0, r, min(groups, r) + 1)[:-1] / align).round().astype(int) * align, r])
     tiles = []

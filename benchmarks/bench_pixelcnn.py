@@ -3,8 +3,8 @@
 The row cache computes one row of the vertical stack at the start of each image row
 and the horizontal stack at one pixel per step; the naive sampler runs the full
 network over all 784 pixels at every step. Both are timed on ``--steps`` steps in the
-same run (interleaved medians; ``partial_sample`` from bench_wavenet replays the
-model's sampler body), naive extrapolated linearly to 784 steps, and the cached
+same run (interleaved medians; ``partial_sample`` from bench_wavenet runs the model's
+own sampler for the first steps), naive extrapolated linearly to 784 steps, and the cached
 sampler is also timed on the full image with ``model.sample_flat``. Because steps
 that start a row also compute a vertical row, ``--steps`` should span whole rows
 (default 56 = two rows) so the per-step cached figure is representative.

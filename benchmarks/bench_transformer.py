@@ -46,8 +46,8 @@ def main() -> None:
         model = ar.compile(spec, jax.random.key(0))
         x = jnp.asarray(np.random.default_rng(0).integers(0, 2, (args.batch, D)), jnp.float32)
         key = jax.random.key(1)
-        sample = jax.jit(lambda k, model=model: ar.flat_sample(model, k, args.batch, None, False))
-        t = median_times({"log_prob": lambda: ar.flat_log_prob(model, x), "cached": lambda: sample(key)}, args.repeats)
+        sample = lambda: ar.flat_sample(model, key, args.batch, None, False)  # model as an argument, not a constant
+        t = median_times({"log_prob": lambda: ar.flat_log_prob(model, x), "cached": sample}, args.repeats)
         naive = naive_steps_fn(model, args.batch, args.naive_steps)
         tn = median_times({"naive": lambda: naive(key)}, 3)
         row = {"coding": coding, "batch": args.batch, "width": args.width, "layers": args.layers}

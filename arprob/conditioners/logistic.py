@@ -55,7 +55,7 @@ class Logistic(ConditionalSpec):
             in_rank=jnp.asarray(ctx.in_steps, dtype=jnp.int32),
             out_rank=jnp.asarray(ctx.out_steps, dtype=jnp.int32),
             parent_mask=None if self.parents is None else jnp.asarray(ctx.feature_allowed)[:, None, :],
-            tiles=row_tiles(np.repeat(ctx.feature_allowed, p, axis=0), groups=3),
+            tiles=row_tiles(np.repeat(ctx.feature_allowed, p, axis=0)),
         )
 
 

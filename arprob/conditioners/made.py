@@ -359,9 +359,8 @@ def build_made(spec: MADE, ctx: ConditionerContext, key: PRNGKeyArray) -> MADECo
     out_sorted = out_degs[0][out_perm]
     plans = None
     if len(members) == 1:
-        # G = 3 groups for hidden layers and 4 for the outputs measured fastest at D = 784 on CPU
-        plans = tuple(row_tiles(rank_mask(chain[l], chain[l + 1], strict=False), 3) for l in range(len(spec.hidden)))
-        plans += tuple(row_tiles(rank_mask(deg, np.repeat(out_sorted, p), strict=True), 4) for deg in (chain[-1], chain[0]))
+        plans = tuple(row_tiles(rank_mask(chain[l], chain[l + 1], strict=False)) for l in range(len(spec.hidden)))
+        plans += tuple(row_tiles(rank_mask(deg, np.repeat(out_sorted, p), strict=True)) for deg in (chain[-1], chain[0]))
     tables = []
     for l, width in enumerate(spec.hidden):
         per = [_units_at_step(hd[l], st.num_steps, width) for hd, st in zip(hidden_degs, members)]
