@@ -154,16 +154,19 @@ class Model(eqx.Module):
             for comp in self.components
         )
 
-        # Every (step, component) gets its own key of JAX's "rbg" kind, from one vectorised
-        # threefry call before the loop: an rbg draw is a single XLA RngBitGenerator op, while a
-        # threefry key in the loop runs threefry's rolled loop at every step (on CPU about a
-        # tenth of an FVSBN step).
-        num_comps = len(self.components)
-        step_keys = jax.random.wrap_key_data(
-            jax.random.bits(key, (spec.steps.num_steps, num_comps, 4), jnp.uint32), impl="rbg"
+        # All the uniforms the heads consume, (S, n, m_i, U_i) per component, from one vectorised
+        # draw before the loop (an rbg key: one XLA RngBitGenerator op). Drawn inside the loop,
+        # a generator call per step took a third of an FVSBN step on CPU. The array is about
+        # U times the size of the samples.
+        num_steps_all = spec.steps.num_steps
+        comp_keys = jax.random.wrap_key_data(jax.random.bits(key, (len(self.components), 4), jnp.uint32), impl="rbg")
+        noise = tuple(
+            jax.random.uniform(k, (num_steps_all, n, comp.block_rows.shape[1], comp.head.num_uniforms), dtype)
+            for k, comp in zip(comp_keys, self.components)
         )
 
-        def body(carry, s):
+        def body(carry, xs):
+            s, noise_s = xs
             x, feats, caches = carry
             new_caches = []
             for i, comp in enumerate(self.components):
@@ -173,7 +176,7 @@ class Model(eqx.Module):
                 params, cache = jax.vmap(step_fn, in_axes=(0, 0, 0, ctx_axis, None, None))(
                     caches[i], x, x if identity else feats, context, s, rows
                 )
-                values = self._draw(comp.head, step_keys[s, i], params)
+                values = jax.vmap(comp.head.sample_uniform)(noise_s[i], params)
                 # Padded rows carry element index D (feature index F): dropped, not written.
                 x = x.at[:, elems].set(values, mode="drop")
                 if not identity:
@@ -183,17 +186,10 @@ class Model(eqx.Module):
 
         x0 = jnp.zeros((n, d), dtype)
         feats0 = jnp.zeros((n, 0 if identity else f), dtype)
-        steps = spec.steps.num_steps if num_steps is None else num_steps
-        (x, _, _), _ = jax.lax.scan(body, (x0, feats0, caches0), jnp.arange(steps))
+        steps = num_steps_all if num_steps is None else num_steps
+        xs = (jnp.arange(steps), tuple(u[:steps] for u in noise))
+        (x, _, _), _ = jax.lax.scan(body, (x0, feats0, caches0), xs)
         return x
-
-    @staticmethod
-    def _draw(head: Head, key: PRNGKeyArray, params: Float[Array, "b m p"]) -> Float[Array, "b m"]:
-        """One draw per row; heads whose rows are independent draw the whole batch at once."""
-        b, m = params.shape[:2]
-        if head.rows_independent:
-            return head.sample(key, params.reshape(b * m, -1)).reshape(b, m)
-        return jax.vmap(head.sample)(jax.random.split(key, b), params)
 
     def sample_flat(self, key: PRNGKeyArray, n: int, context=None, *, naive: bool = False) -> Float[Array, "n d"]:
         """``n`` ancestral samples as a flat ``(n, D)`` array.

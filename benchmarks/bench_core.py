@@ -4,8 +4,8 @@ hand-written JAX doing the same computation, timed in the same run.
 1. log_prob vs one unmasked matmul + Bernoulli log-likelihood (target ratio <= 1.1). The
    reference gets the strictly lower-triangular weights, pre-masked outside the timing;
    arprob masks on every call and skips the all-masked blocks (``masks.row_tiles``).
-2. ancestral sampling vs a hand-written ``lax.scan`` computing one logit row per step
-   (target ratio <= 1.2).
+2. ancestral sampling vs a hand-written ``lax.scan`` computing one logit row per step,
+   its uniforms drawn before the loop as arprob's sampler does (target ratio <= 1.2).
 
 Run: ``python benchmarks/bench_core.py`` (writes benchmarks/results/core.{json,md}).
 """
@@ -45,12 +45,13 @@ def main() -> None:
 
     @jax.jit
     def plain_sample(w, b, key):
-        def body(x, t):
+        def body(x, tu):
+            t, u = tu
             logit = x @ w[t] + b[t]
-            u = jax.random.uniform(jax.random.fold_in(key, t), (BATCH,))
             return x.at[:, t].set((u < jax.nn.sigmoid(logit)).astype(x.dtype)), None
 
-        x, _ = jax.lax.scan(body, jnp.zeros((BATCH, D)), jnp.arange(D))
+        u = jax.random.uniform(key, (D, BATCH))
+        x, _ = jax.lax.scan(body, jnp.zeros((BATCH, D)), (jnp.arange(D), u))
         return x
 
     # Same density: check before timing.

@@ -16,7 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 import arprob as ar
 
@@ -109,7 +109,7 @@ def assert_samples_match(model: ar.Model, key, n: int = 20000, alpha: float = 1e
         observed = np.append(observed[~small], observed[small].sum())
         expected = np.append(expected[~small], expected[small].sum())
     keep = expected > 0
-    g = 2 * np.sum(np.where(observed[keep] > 0, observed[keep] * np.log(observed[keep] / expected[keep]), 0.0))
+    g = 2 * np.sum(special.xlogy(observed[keep], observed[keep] / expected[keep]))
     dof = max(int(keep.sum()) - 1, 1)
     p = stats.chi2.sf(g, dof)
     assert p > alpha, f"G-test rejects sampler vs likelihood: G={g:.1f}, dof={dof}, p={p:.2e}"

@@ -38,6 +38,29 @@ def test_bernoulli_and_categorical_heads_match_scipy():
     np.testing.assert_allclose(ar.Bernoulli().log_prob(jnp.asarray(logits[:, :1]), jnp.asarray(xb)), ref_b, rtol=1e-5)
 
 
+def test_inverse_cdf_draws_on_a_uniform_grid_give_the_probabilities():
+    """Heads sample by inverse CDF from uniforms: on a grid of N uniforms the draw counts are
+    N * p to within one (a deterministic check of the sampler's exactness), a class of
+    probability 0 (logit -inf: first, middle or last) is never drawn, and the standard
+    normal and logistic draws are the scipy quantiles of the same uniforms."""
+    from arprob.heads.base import categorical_from_uniform, logistic_from_uniform, normal_from_uniform
+
+    grid = (np.arange(4096) + 0.5) / 4096
+    logits = np.array([[-np.inf, 2.0, -3.0, -np.inf, 0.5, -np.inf], [8.0, -8.0, 0.0, 1e-3, -np.inf, 30.0]], np.float32)
+    for row in logits:
+        draws = np.asarray(categorical_from_uniform(jnp.asarray(grid, jnp.float32), jnp.tile(row, (grid.size, 1))))
+        p = np.exp(row - row.max()) / np.exp(row - row.max()).sum()
+        counts = np.bincount(draws, minlength=len(row))
+        assert np.all(np.abs(counts - grid.size * p) <= 1), (counts, grid.size * p)
+        assert not counts[p == 0].any()
+    bern = np.asarray(ar.Bernoulli().sample_uniform(jnp.asarray(grid[:, None], jnp.float32), jnp.full((grid.size, 1), 0.3)))
+    assert abs(bern.sum() - grid.size / (1 + np.exp(-0.3))) <= 1
+    u = jnp.asarray(grid, jnp.float32)
+    np.testing.assert_allclose(normal_from_uniform(u), stats.norm.ppf(grid), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(logistic_from_uniform(u), stats.logistic.ppf(grid), rtol=1e-4, atol=1e-4)
+    assert np.isfinite(normal_from_uniform(jnp.zeros(1))).all() and np.isfinite(logistic_from_uniform(jnp.zeros(1))).all()
+
+
 def test_linear_gaussian_ar1_recovers_its_coefficients():
     """x_t = 0.8 x_{t-1} + 0.5 eps: a Logistic conditioner with a Gaussian head is linear-Gaussian AR."""
     rng = np.random.default_rng(0)

@@ -4,7 +4,11 @@ A head is a frozen, array-free description. It is unbatched over the batch axis 
 works on all the elements of a component at once:
 
 - ``log_prob(params: (n, P), values: (n,)) -> (n,)``
-- ``sample(key, params: (m, P)) -> (m,)``
+- ``sample_uniform(u: (m, U), params: (m, P)) -> (m,)``: one draw per row from ``U =
+  num_uniforms`` independent U[0, 1) numbers per row, by inverse CDFs. The rows are the
+  elements of one block, so a head may couple them (the channels of a pixel).
+  ``sample(key, params)`` draws those uniforms itself; the model's sampler draws all of
+  them before its loop (one vectorised call instead of a generator call per step).
 
 ``bind(variable)`` returns a copy with sizes filled from the variable and raises if
 the head cannot model that variable.
@@ -16,7 +20,9 @@ import dataclasses
 from typing import TYPE_CHECKING, ClassVar
 
 import jax
-from jaxtyping import Array, Float, PRNGKeyArray
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ..errors import SpecError
 from ..spec.variables import Variable
@@ -32,9 +38,8 @@ class Head:
     category: ClassVar[str] = "head"
     kind: ClassVar[str] = "head"
     supports: ClassVar[tuple[str, ...]] = ()
-    #: True when rows are drawn independently given their params (the sampler may then
-    #: draw a whole batch in one call); False for heads coupling the rows of a block.
-    rows_independent: ClassVar[bool] = True
+    #: U[0, 1) numbers one draw consumes per row (``sample_uniform``)
+    num_uniforms: ClassVar[int] = 1
 
     def bind(self, variable: Variable) -> "Head":
         if variable.kind not in self.supports:
@@ -60,6 +65,12 @@ class Head:
         raise NotImplementedError
 
     def sample(self, key: PRNGKeyArray, params: Float[Array, "m p"]) -> Float[Array, " m"]:
+        """One draw per row."""
+        u = jax.random.uniform(key, (params.shape[0], self.num_uniforms), params.dtype)
+        return self.sample_uniform(u, params)
+
+    def sample_uniform(self, u: Float[Array, "m u"], params: Float[Array, "m p"]) -> Float[Array, " m"]:
+        """One draw per row from the uniforms ``u`` (see the module docstring)."""
         raise NotImplementedError
 
     def split_params(self, params: Float[Array, "n p"]) -> dict[str, Float[Array, "n ..."]]:
@@ -67,6 +78,23 @@ class Head:
         return {"params": params}
 
 
-def categorical_draw(key: PRNGKeyArray, logits: Float[Array, "m k"]) -> Float[Array, " m"]:
-    """One categorical draw per row (Gumbel-max via ``jax.random.categorical``)."""
-    return jax.random.categorical(key, logits, axis=-1).astype(logits.dtype)
+def categorical_from_uniform(u: Float[Array, " m"], logits: Float[Array, "m k"]) -> Int[Array, " m"]:
+    """Inverse-CDF categorical draw per row: the number of classes ``j < k - 1`` whose
+    cumulative probability is ``<= u * total`` (``total`` the float sum of the
+    probabilities, ~1), so ``P(j) = cdf_j - cdf_{j-1}`` and a class of probability 0 is
+    never drawn. One uniform per row, where Gumbel-max needs ``k``."""
+    cdf = jnp.cumsum(jax.nn.softmax(logits, axis=-1), axis=-1)
+    return jnp.sum(cdf[:, :-1] <= u[:, None] * cdf[:, -1:], axis=-1)
+
+
+def logistic_from_uniform(u: Float[Array, "..."]) -> Float[Array, "..."]:
+    """Standard logistic ``log(u / (1 - u))``, ``u`` floored at the smallest normal float
+    (as ``jax.random.logistic``)."""
+    u = jnp.maximum(u, jnp.finfo(u.dtype).tiny)
+    return jnp.log(u) - jnp.log1p(-u)
+
+
+def normal_from_uniform(u: Float[Array, "..."]) -> Float[Array, "..."]:
+    """Standard normal ``sqrt(2) erfinv(2u - 1)`` on ``[nextafter(-1, 0), 1)`` (as ``jax.random.normal``)."""
+    lo = np.nextafter(np.array(-1.0, u.dtype), np.array(0.0, u.dtype))
+    return np.sqrt(2.0).astype(u.dtype) * jax.lax.erf_inv(lo + (1.0 - lo) * u)

@@ -48,9 +48,10 @@ Parameter layout per element (``P`` columns), ``K = num_components``:
 - coupled only, ``[3K, 3K + (C-1)K)``: coupling coefficients ``alpha[c, j, k]`` at
   ``3K + j*K + k``; channel ``c`` uses ``j < c`` and ignores the rest.
 
-Sampling is exact: the component is drawn by Gumbel-max from the logits, then a logistic
-``mu + s * logit(u)`` is rounded to the nearest level and clipped to ``[0, L-1]``, which
-gives exactly the bin masses above (the edge bins absorb the tails).
+Sampling is exact: the component is drawn by inverse CDF from the mixture weights, then a
+logistic ``mu + s * logit(u)`` is rounded to the nearest level and clipped to ``[0, L-1]``,
+which gives exactly the bin masses above (the edge bins absorb the tails). Two uniforms per
+row: the component's and the logistic's.
 """
 
 from __future__ import annotations
@@ -62,11 +63,11 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float
 
 from ..errors import SpecError
 from ..spec.variables import Variable
-from .base import Head, categorical_draw
+from .base import Head, categorical_from_uniform, logistic_from_uniform, normal_from_uniform
 
 _LN2 = math.log(2.0)
 _HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
@@ -168,13 +169,12 @@ def _take_component(a: Float[Array, "m k"], comp) -> Float[Array, " m"]:
     return jnp.take_along_axis(a, comp[:, None], axis=-1)[:, 0]
 
 
-def _draw_levels(key: PRNGKeyArray, mean, log_scale, num_levels: int):
+def _draw_levels(u, mean, log_scale, num_levels: int):
     """Exact draw: a logistic ``mean + s * logit(u)`` rounded to the nearest level and clipped
     (in level units, as ``discretized_logistic_log_mass``)."""
-    dtype = mean.dtype
     half_levels = 0.5 * (num_levels - 1)
-    s = jnp.exp(jnp.maximum(log_scale, log_scale_floor(dtype)) + math.log(half_levels))
-    v = (mean + 1.0) * half_levels + s * jax.random.logistic(key, mean.shape, dtype)
+    s = jnp.exp(jnp.maximum(log_scale, log_scale_floor(mean.dtype)) + math.log(half_levels))
+    v = (mean + 1.0) * half_levels + s * logistic_from_uniform(u)
     return jnp.clip(jnp.round(v), 0, num_levels - 1)
 
 
@@ -218,10 +218,7 @@ class DiscretizedLogisticMixture(Head):
         if not isinstance(self.coupled, bool):
             raise SpecError(f"DiscretizedLogisticMixture: expected coupled to be True or False; got {self.coupled!r}.")
 
-    @property
-    def rows_independent(self) -> bool:  # type: ignore[override]
-        """Coupled heads draw the channels of a pixel together (rows grouped by ``C``)."""
-        return not self.coupled or self.channels == 1
+    num_uniforms: ClassVar[int] = 2
 
     def bind(self, variable: Variable) -> "DiscretizedLogisticMixture":
         super().bind(variable)
@@ -338,17 +335,20 @@ class DiscretizedLogisticMixture(Head):
         return jax.nn.logsumexp(posterior[..., None] + table, axis=-2).reshape(-1, levels)
 
     # ------------------------------------------------------------------ sampling
-    def sample(self, key, params):
+    def sample_uniform(self, u, params):
+        """``u[:, 0]`` picks the component, ``u[:, 1]`` the level. Coupled: the rows are the
+        pixels' channels (``C`` consecutive rows each, as the sampler hands over a block);
+        channel 0's ``u[:, 0]`` picks the pixel's component, then channels are drawn in turn."""
         levels, c = self._bound()
-        key_comp, key_x = jax.random.split(key)
         if not self.coupled or c == 1:
             s = self.split_params(params)
-            comp = jax.random.categorical(key_comp, s["logits"], axis=-1)
+            comp = categorical_from_uniform(u[:, 0], s["logits"])
             mean, log_scale = _take_component(s["means"], comp), _take_component(s["log_scales"], comp)
-            return _draw_levels(key_x, mean, log_scale, levels)
+            return _draw_levels(u[:, 1], mean, log_scale, levels)
         k = self.num_components
         p = params.reshape(-1, c, params.shape[-1])
-        comp = jax.random.categorical(key_comp, p[:, 0, :k], axis=-1)  # one component per pixel
+        u = u.reshape(-1, c, 2)
+        comp = categorical_from_uniform(u[:, 0, 0], p[:, 0, :k])  # one component per pixel
         drawn: list[Array] = []
         for ch in range(c):
             mean = _take_component(_means(p[:, ch], k), comp)
@@ -356,7 +356,7 @@ class DiscretizedLogisticMixture(Head):
                 alpha = _take_component(p[:, ch, 3 * k + j * k : 3 * k + (j + 1) * k], comp)
                 mean = mean + jnp.tanh(alpha) * level_to_unit(x_j, levels)
             log_scale = _take_component(p[:, ch, 2 * k : 3 * k], comp)
-            drawn.append(_draw_levels(jax.random.fold_in(key_x, ch), mean, log_scale, levels))
+            drawn.append(_draw_levels(u[:, ch, 1], mean, log_scale, levels))
         return jnp.stack(drawn, axis=1).reshape(-1)
 
 
@@ -387,7 +387,9 @@ class _RealMixture(Head):
     def _component_log_density(self, z):
         raise NotImplementedError
 
-    def _standard_draw(self, key, shape, dtype):
+    num_uniforms: ClassVar[int] = 2
+
+    def _standard_from_uniform(self, u):
         raise NotImplementedError
 
     def log_prob(self, params, values):
@@ -397,13 +399,13 @@ class _RealMixture(Head):
         comp = self._component_log_density(z) - log_scale
         return jax.nn.logsumexp(jax.nn.log_softmax(s["logits"], axis=-1) + comp, axis=-1)
 
-    def sample(self, key, params):
+    def sample_uniform(self, u, params):
+        """``u[:, 0]`` picks the component, ``u[:, 1]`` the standard draw."""
         s = self.split_params(params)
-        key_comp, key_x = jax.random.split(key)
-        comp = categorical_draw(key_comp, s["logits"]).astype(jnp.int32)
+        comp = categorical_from_uniform(u[:, 0], s["logits"])
         mean = _take_component(s["means"], comp)
         scale = jnp.exp(jnp.maximum(_take_component(s["log_scales"], comp), log_scale_floor(params.dtype)))
-        return mean + scale * self._standard_draw(key_x, mean.shape, mean.dtype)
+        return mean + scale * self._standard_from_uniform(u[:, 1])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -421,8 +423,8 @@ class LogisticMixture(_RealMixture):
     def _component_log_density(self, z):
         return -jax.nn.softplus(z) - jax.nn.softplus(-z)
 
-    def _standard_draw(self, key, shape, dtype):
-        return jax.random.logistic(key, shape, dtype)
+    def _standard_from_uniform(self, u):
+        return logistic_from_uniform(u)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -439,5 +441,5 @@ class GaussianMixture(_RealMixture):
     def _component_log_density(self, z):
         return -0.5 * z * z - _HALF_LOG_TWO_PI
 
-    def _standard_draw(self, key, shape, dtype):
-        return jax.random.normal(key, shape, dtype)
+    def _standard_from_uniform(self, u):
+        return normal_from_uniform(u)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from ..errors import SpecError
 from ..spec.variables import Variable
-from .base import Head, categorical_draw
+from .base import Head, categorical_from_uniform, normal_from_uniform
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,9 +29,8 @@ class Bernoulli(Head):
         logit = params[:, 0]
         return values * logit - jax.nn.softplus(logit)
 
-    def sample(self, key, params):
-        logit = params[:, 0]
-        return (jax.random.uniform(key, logit.shape, logit.dtype) < jax.nn.sigmoid(logit)).astype(logit.dtype)
+    def sample_uniform(self, u, params):
+        return (u[:, 0] < jax.nn.sigmoid(params[:, 0])).astype(params.dtype)
 
     def split_params(self, params):
         return {"logit": params[:, 0]}
@@ -64,8 +63,8 @@ class Categorical(Head):
         logp = jax.nn.log_softmax(params, axis=-1)
         return jnp.take_along_axis(logp, values.astype(jnp.int32)[:, None], axis=-1)[:, 0]
 
-    def sample(self, key, params):
-        return categorical_draw(key, params)
+    def sample_uniform(self, u, params):
+        return categorical_from_uniform(u[:, 0], params).astype(params.dtype)
 
     def split_params(self, params):
         return {"logits": params}
@@ -95,9 +94,8 @@ class Gaussian(Head):
         z = (values - mean) * jnp.exp(-log_scale)
         return -0.5 * z * z - log_scale - _HALF_LOG_TWO_PI
 
-    def sample(self, key, params):
-        mean, log_scale = params[:, 0], params[:, 1]
-        return mean + jnp.exp(log_scale) * jax.random.normal(key, mean.shape, mean.dtype)
+    def sample_uniform(self, u, params):
+        return params[:, 0] + jnp.exp(params[:, 1]) * normal_from_uniform(u[:, 0])
 
     def split_params(self, params):
         return {"mean": params[:, 0], "log_scale": params[:, 1]}
