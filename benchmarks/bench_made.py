@@ -110,8 +110,8 @@ def peer_paths(hidden, steps: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--naive-steps", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--naive-steps", type=int, default=16)
     args = parser.parse_args()
     rows = []
     configs = [((500,), False), ((500,), True), ((500, 500), False), ((500, 500), True), ((800,), False), ((800, 800), False)]
