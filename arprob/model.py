@@ -157,11 +157,10 @@ class Model(eqx.Module):
         # All the uniforms the heads consume, (S, n, m_i, U_i) per component, from one vectorised
         # draw before the loop (an rbg key: one XLA RngBitGenerator op). Drawn inside the loop,
         # a generator call per step took a third of an FVSBN step on CPU. The array is about
-        # U times the size of the samples.
-        num_steps_all = spec.steps.num_steps
+        # U times the size of the samples; a partial run (num_steps) reads its first steps.
         comp_keys = jax.random.wrap_key_data(jax.random.bits(key, (len(self.components), 4), jnp.uint32), impl="rbg")
         noise = tuple(
-            jax.random.uniform(k, (num_steps_all, n, comp.block_rows.shape[1], comp.head.num_uniforms), dtype)
+            jax.random.uniform(k, (spec.steps.num_steps, n, comp.block_rows.shape[1], comp.head.num_uniforms), dtype)
             for k, comp in zip(comp_keys, self.components)
         )
 
@@ -186,7 +185,7 @@ class Model(eqx.Module):
 
         x0 = jnp.zeros((n, d), dtype)
         feats0 = jnp.zeros((n, 0 if identity else f), dtype)
-        steps = num_steps_all if num_steps is None else num_steps
+        steps = spec.steps.num_steps if num_steps is None else num_steps
         xs = (jnp.arange(steps), tuple(u[:steps] for u in noise))
         (x, _, _), _ = jax.lax.scan(body, (x0, feats0, caches0), xs)
         return x
@@ -197,6 +196,8 @@ class Model(eqx.Module):
         ``naive=True`` recomputes every conditioner's full pass at each step: the
         reference the cached sampler must reproduce (identical discrete draws; real draws
         equal to float rounding, as an incremental product may differ in the last ulp).
+        The uniforms of all steps are drawn first (``Head.sample_uniform``): memory for
+        about ``num_uniforms`` (1 or 2) times the samples, besides the samples themselves.
         """
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"Expected a positive integer number of samples; got {n!r}.")

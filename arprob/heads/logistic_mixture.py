@@ -367,6 +367,7 @@ class _RealMixture(Head):
 
     num_components: int = 5
     supports: ClassVar[tuple[str, ...]] = ("real",)
+    num_uniforms: ClassVar[int] = 2
 
     def __post_init__(self) -> None:
         _check_components(type(self).__name__, self.num_components)
@@ -386,8 +387,6 @@ class _RealMixture(Head):
 
     def _component_log_density(self, z):
         raise NotImplementedError
-
-    num_uniforms: ClassVar[int] = 2
 
     def _standard_from_uniform(self, u):
         raise NotImplementedError
