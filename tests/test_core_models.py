@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 
 import arprob as ar
+from arprob.heads.base import categorical_from_uniform, logistic_from_uniform, normal_from_uniform
 from exactness import randomize
 
 
@@ -43,8 +44,6 @@ def test_inverse_cdf_draws_on_a_uniform_grid_give_the_probabilities():
     N * p to within one (a deterministic check of the sampler's exactness), a class of
     probability 0 (logit -inf: first, middle or last) is never drawn, and the standard
     normal and logistic draws are the scipy quantiles of the same uniforms."""
-    from arprob.heads.base import categorical_from_uniform, logistic_from_uniform, normal_from_uniform
-
     grid = (np.arange(4096) + 0.5) / 4096
     logits = np.array([[-np.inf, 2.0, -3.0, -np.inf, 0.5, -np.inf], [8.0, -8.0, 0.0, 1e-3, -np.inf, 30.0]], np.float32)
     for row in logits:
@@ -53,12 +52,13 @@ def test_inverse_cdf_draws_on_a_uniform_grid_give_the_probabilities():
         counts = np.bincount(draws, minlength=len(row))
         assert np.all(np.abs(counts - grid.size * p) <= 1), (counts, grid.size * p)
         assert not counts[p == 0].any()
-    bern = np.asarray(ar.Bernoulli().sample_uniform(jnp.asarray(grid[:, None], jnp.float32), jnp.full((grid.size, 1), 0.3)))
-    assert abs(bern.sum() - grid.size / (1 + np.exp(-0.3))) <= 1
     u = jnp.asarray(grid, jnp.float32)
+    bern = np.asarray(ar.Bernoulli().sample_uniform(u[:, None], jnp.full((grid.size, 1), 0.3)))
+    assert abs(bern.sum() - grid.size / (1 + np.exp(-0.3))) <= 1
     np.testing.assert_allclose(normal_from_uniform(u), stats.norm.ppf(grid), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(logistic_from_uniform(u), stats.logistic.ppf(grid), rtol=1e-4, atol=1e-4)
-    assert np.isfinite(normal_from_uniform(jnp.zeros(1))).all() and np.isfinite(logistic_from_uniform(jnp.zeros(1))).all()
+    zero = jnp.zeros(1)  # uniforms are in [0, 1): the lowest draw must stay finite
+    assert np.isfinite(normal_from_uniform(zero)).all() and np.isfinite(logistic_from_uniform(zero)).all()
 
 
 def test_linear_gaussian_ar1_recovers_its_coefficients():
