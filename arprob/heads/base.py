@@ -64,6 +64,19 @@ class Head:
     def log_prob(self, params: Float[Array, "n p"], values: Float[Array, " n"]) -> Float[Array, " n"]:
         raise NotImplementedError
 
+    @property
+    def coupled_rows(self) -> int:
+        """Rows of a block that depend on each other through the head (the ``C`` channels of
+        a pixel): a choice rule picks row ``c`` of each group after rows ``< c``. 1: none."""
+        return 1
+
+    def level_log_probs(
+        self, params: Float[Array, "n p"], values: Float[Array, " n"] | None = None
+    ) -> Float[Array, "n l"]:
+        """Discrete heads: ``log p(x = v)`` for every level ``v`` of each row, ``(n, L)``.
+        Heads with ``coupled_rows > 1`` read the earlier rows of each group from ``values``."""
+        raise NotImplementedError(f"{type(self).__name__} is not a discrete head: it has no levels to enumerate.")
+
     def sample(self, key: PRNGKeyArray, params: Float[Array, "m p"]) -> Float[Array, " m"]:
         """One draw per row."""
         u = jax.random.uniform(key, (params.shape[0], self.num_uniforms), params.dtype)

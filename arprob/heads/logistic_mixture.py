@@ -271,6 +271,11 @@ class DiscretizedLogisticMixture(Head):
             out["coefficients"] = params[:, 3 * k :].reshape(params.shape[0], c - 1, k)
         return out
 
+    @property
+    def coupled_rows(self) -> int:
+        _, c = self._bound()
+        return c if self.coupled else 1
+
     # ------------------------------------------------------------------ coupled helpers
     def _pixels(self, params, values):
         """Reshape to pixels: logits ``(N, K)`` (channel 0), shifted means and log-scales

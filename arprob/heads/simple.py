@@ -32,6 +32,10 @@ class Bernoulli(Head):
     def sample_uniform(self, u, params):
         return (u[:, 0] < jax.nn.sigmoid(params[:, 0])).astype(params.dtype)
 
+    def level_log_probs(self, params, values=None):
+        logit = params[:, :1]
+        return jnp.concatenate([-jax.nn.softplus(logit), logit - jax.nn.softplus(logit)], axis=-1)
+
     def split_params(self, params):
         return {"logit": params[:, 0]}
 
@@ -65,6 +69,9 @@ class Categorical(Head):
 
     def sample_uniform(self, u, params):
         return categorical_from_uniform(u[:, 0], params).astype(params.dtype)
+
+    def level_log_probs(self, params, values=None):
+        return jax.nn.log_softmax(params, axis=-1)
 
     def split_params(self, params):
         return {"logits": params}
