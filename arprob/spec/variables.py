@@ -74,15 +74,18 @@ class Binary(Variable):
 
 @dataclasses.dataclass(frozen=True)
 class Categorical(Variable):
-    """Unordered elements in {0, ..., num_categories - 1}."""
+    """Unordered elements in {0, ..., num_categories - 1}; optional ``states`` name the values
+    (as a Bayesian-network file does)."""
 
     num_categories: int = 2
+    states: tuple[str, ...] | None = None
     kind: ClassVar[str] = "categorical"
 
-    def __init__(self, name: str, num_categories: int, shape: tuple[int, ...] = ()):
+    def __init__(self, name: str, num_categories: int, shape: tuple[int, ...] = (), states=None):
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "num_categories", num_categories)
+        object.__setattr__(self, "states", None if states is None else tuple(states))
         self.__post_init__()
 
     def __post_init__(self) -> None:
@@ -91,6 +94,10 @@ class Categorical(Variable):
             raise SpecError(
                 f"Variable {self.name!r}: expected num_categories >= 2; got {self.num_categories!r}."
             )
+        s = self.states
+        if s is not None and (len(s) != self.num_categories or len(set(s)) != len(s)
+                              or not all(isinstance(t, str) and t for t in s)):
+            raise SpecError(f"Variable {self.name!r}: expected {self.num_categories} distinct state names; got {s!r}.")
 
     @property
     def num_values(self) -> int:
