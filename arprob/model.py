@@ -17,9 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .choice import BoxArgmax, ChoiceRule, Draw, KeepObserved
 from .conditioners.base import Conditioner, ConditionerContext
 from .features import Encoder
 from .heads import Head
+from .errors import DataError
 from .masks import allowed_inputs
 from .spec.spec import Spec
 from .validation import as_context, as_flat, to_dict
@@ -141,9 +143,32 @@ class Model(eqx.Module):
         return {c.name: p for c, p in zip(self.components, params)}
 
     # ----------------------------------------------------------------- sampling
-    def _sample_impl(
-        self, key: PRNGKeyArray, n: int, context, naive: bool, num_steps: int | None = None
+    def _uniforms(self, key: PRNGKeyArray, n: int, per_row: int | None = None) -> tuple[Array, ...]:
+        """Uniforms ``(S, n, m_i, U_i)`` per component from one vectorised draw (``U_i`` the
+        head's ``num_uniforms`` unless ``per_row``). Drawn inside the loop, a generator call
+        per step took a third of an FVSBN step on CPU; the array is about ``U`` times the
+        size of the samples (an rbg key: one XLA RngBitGenerator op)."""
+        dtype = jnp.result_type(float)
+        comp_keys = jax.random.wrap_key_data(jax.random.bits(key, (len(self.components), 4), jnp.uint32), impl="rbg")
+        return tuple(
+            jax.random.uniform(
+                k, (self.spec.steps.num_steps, n, c.block_rows.shape[1], per_row or c.head.num_uniforms), dtype
+            )
+            for k, c in zip(comp_keys, self.components)
+        )
+
+    def _by_step(self, a: Array) -> tuple[Array, ...]:
+        """Per-example flat ``(n, D)`` values as each component's blocks, ``(S, n, m_i)``
+        (padded rows read a 0)."""
+        padded = jnp.concatenate([a, jnp.zeros_like(a[:, :1])], axis=1)
+        return tuple(jnp.moveaxis(padded[:, c.block_elements], 1, 0) for c in self.components)
+
+    def _scan(
+        self, rule: ChoiceRule, inputs: tuple, n: int, context, naive: bool, num_steps: int | None = None
     ) -> Float[Array, "n d"]:
+        """The one sequential pass: for each step, every conditioner's block parameters from
+        its cache (or its full pass when ``naive``), then ``rule`` picks the block's values.
+        ``inputs[i]`` is component ``i``'s tuple of ``(S, n, m_i, ...)`` rule inputs."""
         spec = self.spec
         d, f = spec.num_elements, self.encoder.num_features
         dtype = jnp.result_type(float)
@@ -154,18 +179,8 @@ class Model(eqx.Module):
             for comp in self.components
         )
 
-        # All the uniforms the heads consume, (S, n, m_i, U_i) per component, from one vectorised
-        # draw before the loop (an rbg key: one XLA RngBitGenerator op). Drawn inside the loop,
-        # a generator call per step took a third of an FVSBN step on CPU. The array is about
-        # U times the size of the samples; a partial run (num_steps) reads its first steps.
-        comp_keys = jax.random.wrap_key_data(jax.random.bits(key, (len(self.components), 4), jnp.uint32), impl="rbg")
-        noise = tuple(
-            jax.random.uniform(k, (spec.steps.num_steps, n, comp.block_rows.shape[1], comp.head.num_uniforms), dtype)
-            for k, comp in zip(comp_keys, self.components)
-        )
-
         def body(carry, xs):
-            s, noise_s = xs
+            s, inputs_s = xs
             x, feats, caches = carry
             new_caches = []
             for i, comp in enumerate(self.components):
@@ -175,7 +190,7 @@ class Model(eqx.Module):
                 params, cache = jax.vmap(step_fn, in_axes=(0, 0, 0, ctx_axis, None, None))(
                     caches[i], x, x if identity else feats, context, s, rows
                 )
-                values = jax.vmap(comp.head.sample_uniform)(noise_s[i], params)
+                values = jax.vmap(lambda p, a, h=comp.head: rule.choose(h, p, a))(params, inputs_s[i])
                 # Padded rows carry element index D (feature index F): dropped, not written.
                 x = x.at[:, elems].set(values, mode="drop")
                 if not identity:
@@ -186,9 +201,29 @@ class Model(eqx.Module):
         x0 = jnp.zeros((n, d), dtype)
         feats0 = jnp.zeros((n, 0 if identity else f), dtype)
         steps = spec.steps.num_steps if num_steps is None else num_steps
-        xs = (jnp.arange(steps), tuple(u[:steps] for u in noise))
+        xs = (jnp.arange(steps), jax.tree.map(lambda a: a[:steps], inputs))
         (x, _, _), _ = jax.lax.scan(body, (x0, feats0, caches0), xs)
         return x
+
+    def _sample_impl(
+        self, key: PRNGKeyArray, n: int, context, naive: bool, num_steps: int | None = None
+    ) -> Float[Array, "n d"]:
+        noise = tuple((u,) for u in self._uniforms(key, n))
+        return self._scan(Draw(), noise, n, context, naive, num_steps)
+
+    def _sample_conditional_impl(self, key, x, observed, context, naive: bool) -> Float[Array, "n d"]:
+        n = x.shape[0]
+        inputs = tuple(zip(self._uniforms(key, n), self._by_step(x), self._by_step(observed)))
+        return self._scan(KeepObserved(), tuple(inputs), n, context, naive)
+
+    def _purify_impl(self, key, x, eps, context, rule: ChoiceRule, naive: bool) -> Float[Array, "n d"]:
+        n = x.shape[0]
+        refs, radii = self._by_step(x), self._by_step(eps)
+        if isinstance(rule, BoxArgmax):
+            inputs = tuple(zip(refs, radii))
+        else:
+            inputs = tuple(zip(self._uniforms(key, n, per_row=1), refs, radii))
+        return self._scan(rule, inputs, n, context, naive)
 
     def sample_flat(self, key: PRNGKeyArray, n: int, context=None, *, naive: bool = False) -> Float[Array, "n d"]:
         """``n`` ancestral samples as a flat ``(n, D)`` array.
@@ -206,6 +241,23 @@ class Model(eqx.Module):
     def sample(self, key: PRNGKeyArray, n: int, context=None) -> dict[str, Array]:
         """``n`` ancestral samples as ``name -> (n, *shape)`` (discrete values as int32)."""
         return to_dict(self.spec, self.sample_flat(key, n, context))
+
+    def sample_conditional(
+        self, key: PRNGKeyArray, data, observed, context=None, *, naive: bool = False
+    ) -> dict[str, Array]:
+        """Complete ``data``: observed elements keep their values, the rest are drawn in order.
+
+        ``observed`` is a boolean mask: flat ``(D,)`` or ``(n, D)``, or a mapping ``name ->
+        bool array`` of the variable's shape (``(*shape)`` or ``(n, *shape)``; names left out
+        are unobserved). Unobserved entries of ``data`` are ignored but must be valid values.
+        Exact samples of ``p(x_unobserved | x_observed)`` when every observed element comes
+        before every unobserved one in the ordering; otherwise observed values inform only
+        the elements after them (see ``arprob.choice``). With nothing observed, the same
+        draws as ``sample`` for the same key.
+        """
+        x, ctx = self._prepare(data, context)
+        mask = observed_mask(self.spec, observed, x.shape[0])
+        return to_dict(self.spec, flat_sample_conditional(self, key, x, mask.astype(x.dtype), ctx, naive))
 
     # ------------------------------------------------------------------ helpers
     def to_flat(self, data):
@@ -242,3 +294,47 @@ flat_sample = jax.jit(Model._sample_impl, static_argnums=(2, 4, 5))
 """``flat_sample(model, key, n, context, naive, num_steps=None)``: ``(n, D)`` ancestral
 samples; with ``num_steps`` only the first steps are drawn (the rest stay 0), with the
 same draws as the full sampler (benchmarks time slow samplers this way)."""
+
+flat_sample_conditional = jax.jit(Model._sample_conditional_impl, static_argnums=(5,))
+"""``flat_sample_conditional(model, key, x, observed, context, naive)``: ``x`` completed
+where ``observed`` (``(n, D)``, 1 = keep) is 0 (``Model.sample_conditional``)."""
+
+flat_purify = jax.jit(Model._purify_impl, static_argnums=(5, 6))
+"""``flat_purify(model, key, x, eps, context, rule, naive)``: the scan with a box rule
+(``choice.BoxArgmax()`` or ``choice.BoxSample(T)``, ``key`` unused by the former) around
+the flat ``x`` with per-element radii ``eps`` ``(n, D)`` (``arprob.ood.purify``)."""
+
+
+def observed_mask(spec: Spec, observed, n: int) -> np.ndarray:
+    """Validated boolean ``(n, D)`` mask from a flat mask or a mapping ``name -> mask``."""
+    layout = spec.layout
+    if isinstance(observed, dict):
+        unknown = sorted(set(observed) - {v.name for v in spec.variables})
+        if unknown:
+            names = [v.name for v in spec.variables]
+            raise DataError(f"observed: unknown variable {unknown[0]!r}; variables are {names}.")
+        parts = []
+        for i, v in enumerate(spec.variables):
+            size = layout.offsets[i + 1] - layout.offsets[i]
+            m = np.asarray(observed.get(v.name, False))
+            if m.dtype != np.bool_:
+                raise DataError(f"observed[{v.name!r}]: expected a boolean mask; got dtype {m.dtype}.")
+            if m.shape in ((), tuple(v.shape)):
+                m = np.broadcast_to(m, (n, size))
+            elif m.shape == (n, *v.shape):
+                m = m.reshape(n, size)
+            else:
+                raise DataError(
+                    f"observed[{v.name!r}]: expected shape {tuple(v.shape)} or {(n, *v.shape)}; got {m.shape}."
+                )
+            parts.append(m)
+        return np.concatenate(parts, axis=1)
+    m = np.asarray(observed)
+    if m.dtype != np.bool_:
+        raise DataError(f"observed: expected a boolean mask; got dtype {m.dtype}.")
+    d = spec.num_elements
+    if m.shape not in ((d,), (n, d)):
+        raise DataError(
+            f"observed: expected a flat mask of shape ({d},) or ({n}, {d}), or a dict by variable; got {m.shape}."
+        )
+    return np.broadcast_to(m, (n, d))

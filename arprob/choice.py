@@ -1,0 +1,109 @@
+"""Choice rules: how the model's one sequential scan picks the values of a block.
+
+The scan (``Model`` sampling) computes, step by step, every conditioner's parameters for
+the current block from its incremental cache, then asks a *choice rule* for the block's
+values and writes them back, so later steps condition on them. Sampling, conditional
+sampling and PixelDefend purification are the same scan with different rules, and all of
+them inherit every conditioner's cache:
+
+- ``Draw``: ancestral sampling, by the head's inverse CDF of pre-drawn uniforms.
+- ``KeepObserved``: observed elements keep their given value, the others are drawn. This
+  is exact sampling from ``p(x_unobserved | x_observed)`` when every observed element
+  comes before every unobserved one in the ordering (a prefix); otherwise the observed
+  values are only conditioned on by the elements after them (inpainting).
+- ``BoxArgmax``: the most likely level inside ``[ref - eps, ref + eps]`` given the
+  already chosen earlier elements (PixelDefend's greedy purification).
+- ``BoxSample``: a draw from the box-restricted conditional ``p(v)^(1/T)`` (PixelDefend's
+  stochastic variant).
+
+A rule works on one example and one block: ``choose(head, params (m, P), inputs)`` with
+``inputs`` a tuple of ``(m, ...)`` arrays, and returns the ``(m,)`` values. Real-valued
+elements have no levels to enumerate: the box rules keep their reference value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from .heads import Head
+from .heads.base import categorical_from_uniform
+
+
+@dataclasses.dataclass(frozen=True)
+class ChoiceRule:
+    """Base class; rules are hashable (they are static arguments of jitted scans)."""
+
+    def choose(self, head: Head, params: Float[Array, "m p"], inputs: tuple[Array, ...]) -> Float[Array, " m"]:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class Draw(ChoiceRule):
+    """``inputs = (u,)``, ``u`` of shape ``(m, head.num_uniforms)``."""
+
+    def choose(self, head, params, inputs):
+        (u,) = inputs
+        return head.sample_uniform(u, params)
+
+
+@dataclasses.dataclass(frozen=True)
+class KeepObserved(ChoiceRule):
+    """``inputs = (u, ref, observed)``: ``ref`` where ``observed``, else a draw from ``u``."""
+
+    def choose(self, head, params, inputs):
+        u, ref, observed = inputs
+        return jnp.where(observed, ref, head.sample_uniform(u, params))
+
+
+def box_choice(head: Head, params, ref, eps, pick) -> Float[Array, " m"]:
+    """Pick a level per row among ``|v - ref| <= eps`` with ``pick(masked_log_probs)``.
+
+    Coupled rows (the channels of a pixel) are picked in turn, each given the channels
+    already picked. If every level in the box has probability 0 the row keeps ``ref``, so
+    the result never leaves the box.
+    """
+    if not head.is_discrete:
+        return ref
+    groups = head.coupled_rows
+    values = ref
+    for g in range(groups):
+        logp = head.level_log_probs(params, values)
+        grid = jnp.arange(logp.shape[-1], dtype=ref.dtype)
+        inside = jnp.abs(grid[None, :] - ref[:, None]) <= eps[:, None]
+        masked = jnp.where(inside, logp, -jnp.inf)
+        choice = jnp.where(jnp.isfinite(jnp.max(masked, axis=-1)), pick(masked).astype(ref.dtype), ref)
+        if groups == 1:
+            return choice
+        values = jnp.where(jnp.arange(ref.shape[0]) % groups == g, choice, values)
+    return values
+
+
+@dataclasses.dataclass(frozen=True)
+class BoxArgmax(ChoiceRule):
+    """``inputs = (ref, eps)``: the most likely level in the box (the lowest on ties)."""
+
+    def choose(self, head, params, inputs):
+        ref, eps = inputs
+        return box_choice(head, params, ref, eps, lambda lp: jnp.argmax(lp, axis=-1))
+
+
+@dataclasses.dataclass(frozen=True)
+class BoxSample(ChoiceRule):
+    """``inputs = (u, ref, eps)``: a draw from ``softmax(log p / temperature)`` restricted to the box."""
+
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
+            raise ValueError(f"BoxSample: expected a temperature > 0; got {self.temperature!r}.")
+
+    def choose(self, head, params, inputs):
+        u, ref, eps = inputs
+
+        def pick(logp):
+            return categorical_from_uniform(u[:, 0], logp / jnp.asarray(self.temperature, logp.dtype))
+
+        return box_choice(head, params, ref, eps, pick)
