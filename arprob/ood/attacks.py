@@ -29,7 +29,7 @@ __all__ = ["Classifier", "fgsm", "pgd", "train_classifier"]
 
 
 def _float_dtype():
-    return jax.dtypes.canonicalize_dtype(jnp.float64)  # float32 unless x64 is enabled
+    return jnp.result_type(float)  # float32 unless x64 is enabled
 
 
 class Classifier(eqx.Module):
@@ -151,7 +151,7 @@ def _attack_inputs(classifier, x: ArrayLike, y: ArrayLike, eps: int, where: Arra
         raise ValueError("attack: pass levels= (the classifier does not say how many levels the images have).")
     if x_np.min() < 0 or x_np.max() >= levels:
         bad = np.unravel_index(np.flatnonzero((x_np < 0) | (x_np >= levels))[0], x_np.shape)
-        raise ValueError(f"attack: x{list(bad)} = {x_np[bad]} is outside the levels 0..{levels - 1}.")
+        raise ValueError(f"attack: x{[int(i) for i in bad]} = {x_np[bad]} is outside the levels 0..{levels - 1}.")
     if int(eps) != eps or eps < 0:
         raise ValueError(f"attack: eps must be a whole number of levels >= 0; got {eps!r}.")
     y_np = np.asarray(y)

@@ -26,7 +26,7 @@ def _scores(values: ArrayLike, name: str) -> np.ndarray:
         raise ValueError(f"{name}: expected at least one score; got an empty array.")
     bad = np.flatnonzero(~np.isfinite(arr))
     if bad.size:
-        raise ValueError(f"{name}[{bad[0]}] = {arr[bad[0]]!r} is not finite; scores must be finite numbers.")
+        raise ValueError(f"{name}[{bad[0]}] = {float(arr[bad[0]])} is not finite; scores must be finite numbers.")
     return arr
 
 

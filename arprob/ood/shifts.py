@@ -24,14 +24,14 @@ def _images(x: ArrayLike, levels: int | None = None, name: str = "x") -> np.ndar
     if not np.issubdtype(arr.dtype, np.integer):
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
             idx = np.unravel_index(np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))[0], arr.shape)
-            raise ValueError(f"{name}{list(idx)} = {arr[idx]!r} is not an integer level.")
+            raise ValueError(f"{name}{[int(i) for i in idx]} = {arr[idx].item()!r} is not an integer level.")
         arr = arr.astype(np.int64)
     if levels is not None:
         _levels(levels)
         bad = np.flatnonzero((arr < 0) | (arr >= levels))
         if bad.size:
             idx = np.unravel_index(bad[0], arr.shape)
-            raise ValueError(f"{name}{list(idx)} = {arr[idx]} is outside the levels 0..{levels - 1}.")
+            raise ValueError(f"{name}{[int(i) for i in idx]} = {arr[idx]} is outside the levels 0..{levels - 1}.")
     return arr
 
 
