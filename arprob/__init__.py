@@ -1,6 +1,7 @@
 """arprob: declare autoregressive probability models and compile them to exact JAX densities."""
 
 from . import heads as heads
+from . import ood as ood
 from .checkpoint import CheckpointError as CheckpointError
 from .checkpoint import load_checkpoint as load_checkpoint
 from .checkpoint import save_checkpoint as save_checkpoint

@@ -109,13 +109,28 @@ def save_checkpoint(
         "history": history or {},
         "segments": {k: len(v) for k, v in segments.items()},
     }
+    write_verified(path, header, [segments[k] for k in SEGMENTS])
+
+
+def write_verified(path: str | os.PathLike, header: dict[str, Any], segments: list[bytes]) -> None:
+    """Write ``header`` (JSON, with a ``format`` key) and payload segments in the checkpoint
+    container (magic, version, sha256 over header + payload), atomically. Other arprob
+    files (detectors) use the same container with their own ``format``."""
     header_bytes = json.dumps(header, allow_nan=True, separators=(",", ":")).encode("utf-8")
-    payload = b"".join(segments[k] for k in SEGMENTS)
+    payload = b"".join(segments)
     digest = hashlib.sha256(header_bytes + payload).digest()
     atomic_write_bytes(path, _PREFIX.pack(MAGIC, VERSION, len(header_bytes), digest) + header_bytes + payload)
 
 
-def _read_verified(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
+def tree_digest(tree) -> str:
+    """sha256 of a pytree's serialised leaves: identifies a model's exact weights."""
+    return hashlib.sha256(_tree_bytes(tree)).hexdigest()
+
+
+def read_verified(
+    path: str | os.PathLike, fmt: str = FORMAT, segments: tuple[str, ...] = SEGMENTS
+) -> tuple[dict[str, Any], bytes]:
+    """Verified header and payload of a container file of format ``fmt`` (``CheckpointError`` otherwise)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"Checkpoint {str(path)!r} does not exist.")
@@ -138,18 +153,19 @@ def _read_verified(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
         header = json.loads(body[:header_len].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:  # pragma: no cover - the checksum catches this first
         raise CheckpointError(f"Checkpoint {str(path)!r}: unreadable header ({err}).") from err
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r}: header format is {header.get('format')!r}; expected {FORMAT!r}.")
+    if not isinstance(header, dict) or header.get("format") != fmt:
+        found = header.get("format") if isinstance(header, dict) else None
+        raise CheckpointError(f"{str(path)!r}: header format is {found!r}; expected {fmt!r}.")
     payload = body[header_len:]
     sizes = header.get("segments", {})
-    if sum(sizes.get(k, 0) for k in SEGMENTS) != len(payload):
+    if not isinstance(sizes, dict) or sum(int(sizes.get(k, 0)) for k in segments) != len(payload):
         raise CheckpointError(f"Checkpoint {str(path)!r}: segment lengths do not add up to the payload length.")
     return header, payload
 
 
 def read_header(path: str | os.PathLike) -> dict[str, Any]:
     """The verified JSON header of a checkpoint (spec, step, rng, state, history)."""
-    return _read_verified(path)[0]
+    return read_verified(path)[0]
 
 
 def _first_difference(a: Any, b: Any, where: str = "spec") -> str | None:
@@ -231,7 +247,7 @@ def load_checkpoint(
     corrupted, or was written for another spec or optimizer. No file is changed.
     """
     path = Path(path)
-    header, payload = _read_verified(path)
+    header, payload = read_verified(path)
     if model is None:
         from .model import compile as compile_spec
 

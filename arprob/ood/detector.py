@@ -1,0 +1,326 @@
+"""Likelihood-based detection of inputs that do not belong (PixelDefend's rank test).
+
+A ``Detector`` scores records with a compiled model (higher = more anomalous) and
+compares each score with the scores of ``N`` in-distribution calibration records:
+
+    p(x) = (1 + #{i : s_i >= s(x)}) / (N + 1)                 (one-sided, never 0)
+    p2(x) = min(1, 2 min(p(x), (1 + #{i : s_i <= s(x)}) / (N + 1)))   (two-sided)
+
+For exchangeable in-distribution data ``P(p(x) <= a) <= a``, so flagging ``p <= fpr``
+has a false-positive rate of at most ``fpr`` (conformal guarantee); it needs
+``N + 1 >= 1 / fpr`` (one-sided; ``2 / fpr`` two-sided) or nothing can ever be flagged.
+The two-sided test also flags records that are *too likely* (Nalisnick et al. 2019:
+generative models often give out-of-distribution images higher likelihood).
+
+Scores (``correction``):
+
+- ``None``: negative log-likelihood ``-log p(x)`` in nats.
+- ``"likelihood_ratio"`` (Ren et al. 2019): ``log p_background(x) - log p(x)``, the
+  background model being the same spec fitted to perturbed inputs (``perturb``,
+  ``fit_background``); it cancels what both models find easy (background statistics).
+- ``"complexity"`` (Serra et al. 2020): ``-log2 p(x) - L(x)`` bits, ``L`` the length of
+  ``x`` under a lossless compressor (``complexity_bits``); it cancels the plain
+  "simple inputs are likely" effect.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from ..checkpoint import CheckpointError, load_model, read_verified, tree_digest, write_verified
+from ..data import as_source
+from ..errors import DataError
+from ..evaluate import evaluate
+from ..model import Model
+from ..model import compile as compile_spec
+from ..train import fit
+from ..validation import as_flat
+from .complexity import complexity_bits
+
+CORRECTIONS = (None, "likelihood_ratio", "complexity")
+FORMAT = "arprob.detector/1"
+_SEGMENTS = ("calibration",)
+
+
+def _log_prob(model: Model, data, context, batch_size: int) -> np.ndarray:
+    """Chunked ``log p(x)`` (bounded memory; one compiled function per batch size)."""
+    return np.asarray(evaluate(model, data, context, batch_size=batch_size, return_log_prob=True).log_prob, np.float64)
+
+
+def raw_scores(
+    model: Model,
+    data,
+    context=None,
+    *,
+    correction: str | None = None,
+    background: Model | None = None,
+    batch_size: int = 1024,
+) -> np.ndarray:
+    """Anomaly scores (higher = more anomalous) of ``data``; see the module docstring."""
+    return _scores(model, data, context, correction, background, batch_size)[0]
+
+
+def _scores(model, data, context, correction, background, batch_size) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores, log p(x))``."""
+    _check_correction(correction, background)
+    log_p = _log_prob(model, data, context, batch_size)
+    if correction is None:
+        return -log_p, log_p
+    if correction == "likelihood_ratio":
+        return _log_prob(background, data, context, batch_size) - log_p, log_p
+    return -log_p / np.log(2.0) - complexity_bits(model.spec, _materialise(model, data, context)), log_p
+
+
+def _materialise(model: Model, data, context) -> np.ndarray:
+    """The flat ``(N, D)`` records (the compressor reads them on the host)."""
+    source = as_source(model.spec, data, context)
+    return np.concatenate([np.asarray(x)[:valid] for x, _, valid in source.sequential(4096)])
+
+
+def _check_correction(correction, background) -> None:
+    if correction not in CORRECTIONS:
+        raise ValueError(f"Unknown correction {correction!r}; expected one of {CORRECTIONS}.")
+    if correction == "likelihood_ratio" and background is None:
+        raise ValueError("correction='likelihood_ratio' needs a background model (see arprob.ood.fit_background).")
+
+
+def rank_p_values(calibration: np.ndarray, scores: np.ndarray, two_sided: bool = False) -> np.ndarray:
+    """``(1 + #{calibration >= score}) / (N + 1)``; two-sided: twice the smaller tail, capped at 1."""
+    cal = np.sort(np.asarray(calibration, np.float64))
+    s = np.asarray(scores, np.float64)
+    n = cal.size
+    upper = (1 + n - np.searchsorted(cal, s, side="left")) / (n + 1)
+    if not two_sided:
+        return upper
+    lower = (1 + np.searchsorted(cal, s, side="right")) / (n + 1)
+    return np.minimum(1.0, 2.0 * np.minimum(upper, lower))
+
+
+def _check_fpr(fpr: float, n: int, two_sided: bool) -> None:
+    if not (isinstance(fpr, (int, float)) and 0 < fpr < 1):
+        raise ValueError(f"Expected a false-positive rate in (0, 1); got {fpr!r}.")
+    need = int(np.ceil((2.0 if two_sided else 1.0) / fpr - 1 - 1e-9))
+    if n < need:
+        raise DataError(
+            f"The calibration set has {n} records; a {'two' if two_sided else 'one'}-sided test at fpr={fpr} needs "
+            f"at least {need} (p-values are multiples of 1/(N+1), the smallest is 1/(N+1))."
+        )
+
+
+@dataclass(frozen=True)
+class Detection:
+    """Per-record results: scores, bits/dim of the plain likelihood, p-values, decisions."""
+
+    scores: np.ndarray
+    nll: np.ndarray
+    bits_per_dim: np.ndarray
+    p_values: np.ndarray
+    flagged: np.ndarray
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per record (for CSV / JSON lines)."""
+        return [
+            {"index": i, "score": float(s), "nll_nats": float(n), "bits_per_dim": float(b), "p_value": float(p),
+             "flagged": bool(f)}
+            for i, (s, n, b, p, f) in enumerate(zip(self.scores, self.nll, self.bits_per_dim, self.p_values, self.flagged))
+        ]
+
+
+@dataclass(frozen=True)
+class Detector:
+    """A calibrated detector. Build it with ``Detector.fit``; see the module docstring.
+
+    Attributes:
+        model: the density model.
+        calibration: the ``N`` calibration scores, sorted.
+        fpr: target false-positive rate of ``decide`` (flag ``p <= fpr``).
+        two_sided: flag also records that are too likely.
+        correction: ``None``, ``"likelihood_ratio"`` or ``"complexity"``.
+        background: the background model (likelihood ratio only).
+        batch_size: records per compiled scoring call.
+        model_path, background_path: the checkpoints the models came from (saved with the
+            detector; ``load`` re-reads them and checks their weights' digest).
+    """
+
+    model: Model
+    calibration: np.ndarray
+    fpr: float = 0.05
+    two_sided: bool = False
+    correction: str | None = None
+    background: Model | None = None
+    batch_size: int = 1024
+    model_path: str | None = None
+    background_path: str | None = None
+
+    @classmethod
+    def fit(
+        cls,
+        model: Model,
+        calibration_data,
+        context=None,
+        *,
+        fpr: float = 0.05,
+        two_sided: bool = False,
+        correction: str | None = None,
+        background: Model | None = None,
+        batch_size: int = 1024,
+        model_path: str | os.PathLike | None = None,
+        background_path: str | os.PathLike | None = None,
+    ) -> "Detector":
+        """Score the in-distribution ``calibration_data`` (held out from training) and keep the scores."""
+        scores = raw_scores(model, calibration_data, context, correction=correction, background=background,
+                            batch_size=batch_size)
+        if not np.all(np.isfinite(scores)):
+            bad = int(np.flatnonzero(~np.isfinite(scores))[0])
+            raise DataError(f"calibration record {bad} has a non-finite score {scores[bad]}.")
+        _check_fpr(fpr, scores.size, two_sided)
+        return cls(
+            model=model, calibration=np.sort(scores), fpr=float(fpr), two_sided=bool(two_sided), correction=correction,
+            background=background, batch_size=int(batch_size),
+            model_path=None if model_path is None else str(model_path),
+            background_path=None if background_path is None else str(background_path),
+        )
+
+    # ----------------------------------------------------------------- scoring
+    @property
+    def num_calibration(self) -> int:
+        return int(self.calibration.size)
+
+    def score(self, data, context=None) -> np.ndarray:
+        """Anomaly score of each record (higher = more anomalous): nats, or bits for ``complexity``."""
+        return raw_scores(self.model, data, context, correction=self.correction, background=self.background,
+                          batch_size=self.batch_size)
+
+    def p_values(self, data=None, context=None, *, scores: np.ndarray | None = None) -> np.ndarray:
+        """Rank p-values against the calibration scores (of ``data``, or of given ``scores``)."""
+        s = self.score(data, context) if scores is None else scores
+        return rank_p_values(self.calibration, s, self.two_sided)
+
+    def with_fpr(self, fpr: float) -> "Detector":
+        """The same detector deciding at another false-positive rate."""
+        _check_fpr(fpr, self.num_calibration, self.two_sided)
+        return replace(self, fpr=float(fpr))
+
+    @property
+    def threshold(self) -> float:
+        """Scores above it are flagged by the one-sided test: the ``k``-th largest calibration
+        score with ``k = floor(fpr (N + 1))``. (Two-sided: the upper threshold at ``fpr / 2``.)"""
+        a = self.fpr / 2 if self.two_sided else self.fpr
+        k = int(np.floor(a * (self.num_calibration + 1) + 1e-9))
+        return float(self.calibration[self.num_calibration - k])
+
+    def decide(self, data=None, context=None, *, scores: np.ndarray | None = None) -> np.ndarray:
+        """``True`` where a record is flagged (``p <= fpr``)."""
+        return self.p_values(data, context, scores=scores) <= self.fpr
+
+    def detect(self, data, context=None) -> Detection:
+        """Scores, plain-likelihood NLL and bits/dim, p-values and decisions, in one pass per model."""
+        scores, log_p = _scores(self.model, data, context, self.correction, self.background, self.batch_size)
+        p = rank_p_values(self.calibration, scores, self.two_sided)
+        d = self.model.spec.num_elements
+        return Detection(scores=scores, nll=-log_p, bits_per_dim=-log_p / (d * np.log(2.0)), p_values=p,
+                         flagged=p <= self.fpr)
+
+    # ------------------------------------------------------------- persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the detector atomically in the checkpoint container (sha256-verified): the
+        calibration scores, settings, and the models' checkpoint paths and weight digests."""
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(self.calibration, np.float64), allow_pickle=False)
+        segment = buf.getvalue()
+        header = {
+            "format": FORMAT,
+            "fpr": self.fpr,
+            "two_sided": self.two_sided,
+            "correction": self.correction,
+            "batch_size": self.batch_size,
+            "num_calibration": self.num_calibration,
+            "threshold": self.threshold,
+            "model": {"checkpoint": self.model_path, "digest": tree_digest(self.model)},
+            "background": None if self.background is None else {
+                "checkpoint": self.background_path, "digest": tree_digest(self.background)},
+            "segments": {"calibration": len(segment)},
+        }
+        write_verified(path, header, [segment])
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, model: Model | None = None, background: Model | None = None) -> "Detector":
+        """Read a detector file; models not given are loaded from the stored checkpoint paths.
+        Raises ``CheckpointError`` for a damaged file or a model whose weights differ from
+        those the detector was calibrated with."""
+        header, payload = read_verified(path, FORMAT, _SEGMENTS)
+        where = f"Detector file {str(path)!r}"
+        try:
+            cal = np.load(io.BytesIO(payload), allow_pickle=False)
+            correction, fpr, two_sided = header["correction"], float(header["fpr"]), bool(header["two_sided"])
+            model_info, background_info = header["model"], header["background"]
+            batch_size = int(header["batch_size"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{where}: malformed header or calibration segment ({err!r}).") from err
+        if cal.dtype != np.float64 or cal.shape != (int(header.get("num_calibration", -1)),):
+            raise CheckpointError(f"{where}: calibration scores of dtype {cal.dtype}, shape {cal.shape} do not match "
+                                  f"num_calibration={header.get('num_calibration')!r}.")
+        if correction not in CORRECTIONS:
+            raise CheckpointError(f"{where}: unknown correction {correction!r}.")
+        model = _model_for(path, "model", model_info, model)
+        background = None if background_info is None else _model_for(path, "background", background_info, background)
+        _check_correction(correction, background)
+        return cls(model=model, calibration=cal, fpr=fpr, two_sided=two_sided, correction=correction,
+                   background=background, batch_size=batch_size, model_path=model_info.get("checkpoint"),
+                   background_path=None if background_info is None else background_info.get("checkpoint"))
+
+
+def _model_for(detector_path, role: str, info: dict, model: Model | None) -> Model:
+    """The given model, or the one in the recorded checkpoint (a relative path is also tried
+    beside the detector file), checked against the recorded weights' digest."""
+    where = f"Detector file {str(detector_path)!r}"
+    if model is None:
+        ckpt = info.get("checkpoint")
+        if not ckpt:
+            raise CheckpointError(f"{where}: no {role} checkpoint was recorded; pass the {role} to Detector.load.")
+        path = Path(ckpt)
+        if not path.is_absolute() and not path.exists():
+            path = Path(detector_path).parent / path
+        model = load_model(path)
+    if tree_digest(model) != info.get("digest"):
+        raise CheckpointError(f"{where}: the {role}'s weights differ from those the detector was calibrated with.")
+    return model
+
+
+# ------------------------------------------------------------- background model
+def perturb(key: jax.Array, model_or_spec, data, mu: float, *, noise_scale: float = 1.0) -> dict[str, np.ndarray]:
+    """Ren et al.'s perturbation: each element is selected with probability ``mu``; a
+    selected discrete element is replaced by a uniform level ``0..L-1``, a selected real
+    element gets ``N(0, noise_scale^2)`` noise added. Returns data by variable name."""
+    if not (isinstance(mu, (int, float)) and 0 <= mu <= 1):
+        raise ValueError(f"perturb: expected mu in [0, 1]; got {mu!r}.")
+    spec = model_or_spec.spec if isinstance(model_or_spec, Model) else model_or_spec
+    x = np.asarray(as_flat(spec, data), np.float64)
+    k_sel, k_lvl, k_noise = jax.random.split(key, 3)
+    selected = np.asarray(jax.random.bernoulli(k_sel, mu, x.shape))
+    levels = np.concatenate([np.full(v.size, 0 if v.kind == "real" else v.num_values) for v in spec.variables])
+    uniform_levels = np.floor(np.asarray(jax.random.uniform(k_lvl, x.shape)) * np.maximum(levels, 1))
+    noisy = x + noise_scale * np.asarray(jax.random.normal(k_noise, x.shape))
+    out = np.where(selected, np.where(levels > 0, uniform_levels, noisy), x)
+    offsets, result = spec.layout.offsets, {}
+    for i, v in enumerate(spec.variables):
+        part = out[:, offsets[i] : offsets[i + 1]].reshape((-1, *v.shape))
+        result[v.name] = part if v.kind == "real" else part.astype(np.int64)
+    return result
+
+
+def fit_background(model: Model, data, *, mu: float = 0.2, key: jax.Array | None = None, **fit_kwargs):
+    """The likelihood-ratio background model: ``model``'s spec, freshly initialised and fitted
+    (``arprob.fit``, same keyword arguments) to ``perturb(key, spec, data, mu)``. Ren et al.
+    also add L2 weight decay to it (pass ``optimizer=optax.adamw(...)``)."""
+    key = jax.random.key(0) if key is None else key
+    k_data, k_init = jax.random.split(key)
+    fresh = compile_spec(model.spec, k_init)
+    return fit(fresh, perturb(k_data, model.spec, data, mu), **fit_kwargs).model
