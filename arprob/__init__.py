@@ -27,6 +27,8 @@ from .heads import DiscretizedLogisticMixture as DiscretizedLogisticMixture
 from .heads import Gaussian as Gaussian
 from .heads import GaussianMixture as GaussianMixture
 from .heads import LogisticMixture as LogisticMixture
+from .interop.bif import read_bif as read_bif
+from .interop.bif import write_bif as write_bif
 from .model import Model as Model
 from .model import compile as compile
 from .model import flat_log_prob as flat_log_prob

@@ -315,13 +315,13 @@ def _parse_probability(tokens: _Tokens, states: dict, blocks: dict):
         else:
             raise tokens.error(f"expected 'table', '(', 'default' or 'property' in the probability block of "
                                f"{child!r}; got {tok!r}.", line)
-    end = tokens.expect("}")
+    tokens.expect("}")
     missing = [r for r in range(rows.shape[0]) if r not in seen]
     if missing:
         if default is None:
             config = ", ".join(states[p][i] for p, i in zip(parents, np.unravel_index(missing[0], cards)))
             raise tokens.error(f"probability block of {child!r} has no row for ({config}) "
-                               f"(missing probabilities; {len(missing)} of {rows.shape[0]} rows missing).", end)
+                               f"(missing probabilities; {len(missing)} of {rows.shape[0]} rows missing).", pline)
         rows[missing] = default
     return child, parents, rows.reshape(*cards, k), pline
 
