@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
-from .errors import SpecError
-from .spec.layout import ElementLayout, Steps
+from .spec.layout import ElementLayout, Steps, may_read
+from .spec.layout import check_parents_precede as check_parents_precede
 
 
 def rank_mask(in_ranks, out_ranks, *, strict: bool):
@@ -28,8 +28,7 @@ def rank_mask(in_ranks, out_ranks, *, strict: bool):
 
     Works on numpy arrays (build time) and on (traced) jax arrays (inside products).
     """
-    out_ranks, in_ranks = out_ranks[:, None], in_ranks[None, :]
-    return out_ranks > in_ranks if strict else out_ranks >= in_ranks
+    return may_read(out_ranks, in_ranks, same_step=not strict)
 
 
 Tiles = tuple[tuple[int, int, int], ...]
@@ -80,23 +79,6 @@ def parent_elements(layout: ElementLayout, parents: Sequence[str]) -> np.ndarray
     return np.concatenate([layout.elements_of(p) for p in parents]) if parents else np.zeros(0, np.int64)
 
 
-def check_parents_precede(layout: ElementLayout, steps: Steps, child: str, parents: Sequence[str]) -> None:
-    """Raise if any element of a declared parent is not in an earlier step than a child element."""
-    children = layout.elements_of(child)
-    for p in parents:
-        if p == child:
-            raise SpecError(f"Variable {child!r} lists itself as a parent.")
-        for e_parent in layout.elements_of(p):
-            late = children[steps.step[children] <= steps.step[e_parent]]
-            if late.size:
-                e = int(late[0])
-                raise SpecError(
-                    f"Parent {layout.describe_element(int(e_parent))} of variable {child!r} is at step "
-                    f"{int(steps.step[e_parent])}, not before its child {layout.describe_element(e)} at step "
-                    f"{int(steps.step[e])}; parents must come earlier in the ordering."
-                )
-
-
 def allowed_inputs(
     layout: ElementLayout, steps: Steps, elements: np.ndarray, parents: Sequence[str] | None
 ) -> np.ndarray:
@@ -104,7 +86,7 @@ def allowed_inputs(
 
     ``j`` must be in an earlier step and, when ``parents`` is given, belong to a parent.
     """
-    allowed = rank_mask(steps.step, steps.step[elements], strict=True)
+    allowed = may_read(steps.step[elements], steps.step)
     if parents is not None:
         is_parent = np.zeros(layout.num_elements, dtype=bool)
         is_parent[parent_elements(layout, parents)] = True

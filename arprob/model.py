@@ -23,6 +23,7 @@ from .features import Encoder
 from .heads import Head
 from .errors import DataError
 from .masks import allowed_inputs
+from .spec.layout import Steps, component_schedule
 from .spec.spec import Spec
 from .validation import as_context, as_flat, to_dict
 
@@ -44,14 +45,8 @@ class Component(eqx.Module):
 
 
 def _block_schedule(step: np.ndarray, elements: np.ndarray, num_steps: int, d: int):
-    """Rows of ``elements`` in each step, padded to the largest block."""
-    per_step = [np.flatnonzero(step[elements] == s) for s in range(num_steps)]
-    m = max(1, max(len(r) for r in per_step))
-    rows = np.full((num_steps, m), len(elements), dtype=np.int32)
-    for s, r in enumerate(per_step):
-        rows[s, : len(r)] = r
-    elems = np.where(rows < len(elements), np.concatenate([elements, [d]])[rows], d).astype(np.int32)
-    return rows, elems
+    """Rows of ``elements`` in each step, padded to the largest block (``component_schedule``)."""
+    return component_schedule(Steps(perm=np.arange(d), position=np.arange(d), step=step, num_steps=num_steps), elements)
 
 
 def compile(spec: Spec, key: PRNGKeyArray | None = None) -> "Model":
@@ -67,7 +62,7 @@ def compile(spec: Spec, key: PRNGKeyArray | None = None) -> "Model":
     for i, (var, (name, cond)) in enumerate(zip(spec.variables, spec.conditionals)):
         elements = layout.elements_of(name)
         head = cond.bind_head(var)
-        rows, elems = _block_schedule(steps.step, elements, steps.num_steps, layout.num_elements)
+        rows, elems = component_schedule(steps, elements)
         ctx = ConditionerContext(
             layout=layout,
             steps=steps,

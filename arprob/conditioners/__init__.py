@@ -1,5 +1,7 @@
 """Conditioners: how each element's parameters are computed from earlier elements."""
 
+from ..spec.registry import kinds
+
 from .base import ConditionalSpec as ConditionalSpec
 from .base import Conditioner as Conditioner
 from .base import ConditionerContext as ConditionerContext
@@ -18,8 +20,7 @@ from .transformer import TransformerConditioner as TransformerConditioner
 from .wavenet import WaveNet as WaveNet
 from .wavenet import WaveNetConditioner as WaveNetConditioner
 
-#: Conditional families by ``kind``, as spec files name them.
-CONDITIONAL_KINDS: dict[str, type[ConditionalSpec]] = {
-    cls.kind: cls for cls in (Table, Logistic, MADE, Transformer, PixelCNN, WaveNet, RNN)
-}
+#: Conditional families by ``kind``, as spec files name them: the live registry table (a
+#: family that sets ``kind`` enters it when defined, see ``arprob.spec.registry``).
+CONDITIONAL_KINDS: dict[str, type[ConditionalSpec]] = kinds("conditional")
 

@@ -1,7 +1,8 @@
 """The conditioner protocol: how distribution parameters are computed from earlier elements.
 
-A *conditional spec* (``Table``, ``Logistic``, later ``MADE``, ...) is frozen, array-free
-data in a ``Spec``. At compile time it receives a ``ConditionerContext`` — the elements
+A *conditional spec* (``Table``, ``Logistic``, ``MADE``, ...) is frozen, array-free data
+in a ``Spec`` (``arprob.spec.conditional.ConditionalSpec``; a subclass that sets ``kind``
+registers itself, so a new family needs no central table). At compile time it receives a ``ConditionerContext`` — the elements
 it must parametrise, which inputs each may read (derived from the step vector, see
 ``arprob.masks``), the bound head — and builds a ``Conditioner``: an equinox Module
 holding the arrays.
@@ -26,11 +27,12 @@ from typing import ClassVar
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
+from jaxtyping import Array, Float, Int, PyTree
 
-from ..errors import SpecError
-from ..heads import Head, default_head
+from ..heads import Head
+from ..spec.conditional import ConditionalSpec as ConditionalSpec
 from ..spec.layout import ElementLayout, Steps
+from ..spec.layout import check_parent_names as check_parent_names
 from ..spec.variables import Variable
 
 
@@ -103,37 +105,3 @@ class Conditioner(eqx.Module):
     def naive_step(self, cache, x, feats, context, s, rows):
         """One full parallel pass, keeping the rows of block ``s``."""
         return jnp.take(self(x, feats, context), rows, axis=0, mode="clip"), cache
-
-
-@dataclasses.dataclass(frozen=True)
-class ConditionalSpec:
-    """Base class of declared conditional families (frozen, serialisable data)."""
-
-    category: ClassVar[str] = "conditional"
-    kind: ClassVar[str] = "conditional"
-
-    @property
-    def parent_names(self) -> tuple[str, ...] | None:
-        """Declared parents (restricting the earlier elements an element may read), or None."""
-        return getattr(self, "parents", None)
-
-    def bind_head(self, variable: Variable) -> Head:
-        head = getattr(self, "head", None)
-        return default_head(variable) if head is None else head.bind(variable)
-
-    def validate(self, variable: Variable, layout: ElementLayout, steps: Steps, context_size: int) -> None:
-        """Family-specific checks at spec construction; raise ``SpecError`` naming the culprit."""
-
-    def build(self, ctx: ConditionerContext, *, key: PRNGKeyArray) -> Conditioner:
-        raise NotImplementedError
-
-
-def check_parent_names(name: str, parents: tuple[str, ...] | None, layout: ElementLayout) -> None:
-    if parents is None:
-        return
-    declared = [v.name for v in layout.variables]
-    for p in parents:
-        if p not in declared:
-            raise SpecError(f"Conditional of {name!r} names unknown parent {p!r}; declared: {declared}.")
-    if len(set(parents)) != len(parents):
-        raise SpecError(f"Conditional of {name!r} lists a parent twice: {list(parents)}.")

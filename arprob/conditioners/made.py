@@ -71,7 +71,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from ..errors import SpecError
 from ..heads import Head
 from ..masks import Tiles, rank_mask, row_tiles, tiled_masked_matmul
-from ..spec.layout import ElementLayout, Steps, compute_steps
+from ..spec.layout import ElementLayout, Steps, compute_steps, schedule_table
 from ..spec.orderings import Explicit, Ordering
 from ..spec.partitions import ExplicitBlocks
 from ..spec.variables import Variable
@@ -196,12 +196,9 @@ def _hidden_degrees(spec: MADE, lo: int, hi: int, rng: np.random.Generator | Non
 
 def _units_at_step(degrees: np.ndarray, num_steps: int, width: int) -> np.ndarray:
     """``(S, u)``: units whose degree is ``s - 1`` (computed at sampling step ``s``), padded with ``width``."""
-    lists = [np.flatnonzero(degrees == s - 1) for s in range(num_steps)]
-    u = max(1, max((len(x) for x in lists), default=1))
-    table = np.full((num_steps, u), width, dtype=np.int32)
-    for s, x in enumerate(lists):
-        assert np.all(np.diff(x) == 1), "hidden degrees must be sorted (the step's units form one window)"
-        table[s, : len(x)] = x
+    table = schedule_table(degrees + 1, num_steps, pad=width)  # a unit of degree d is computed at step d + 1
+    for row in table:
+        assert np.all(np.diff(row[row < width]) == 1), "hidden degrees must be sorted (the step's units form one window)"
     return table
 
 

@@ -48,7 +48,7 @@ from ..masks import rank_mask
 from ..spec.layout import ElementLayout, Steps
 from ..spec.variables import Variable
 from .base import Conditioner, ConditionalSpec, ConditionerContext
-from .wavenet import _normal, check_positive_int
+from .sequence import check_positive_int, normal_fan_in, output_mlp
 
 _TRANSFORMS = (
     ("raster", False, False),
@@ -218,7 +218,7 @@ class PixelCNN(ConditionalSpec):
             return jnp.asarray(m)
 
         keys = iter(jax.random.split(key, 8 + 8 * big_l))
-        nrm = lambda shape, fan_in: _normal(next(keys), shape, fan_in, dtype)
+        nrm = lambda shape, fan_in: normal_fan_in(next(keys), shape, fan_in, dtype)
         zeros = lambda *shape: jnp.zeros(shape, dtype)
         layers = []
         for layer in range(big_l):
@@ -347,10 +347,8 @@ class PixelCNNConditioner(Conditioner):
         return jnp.pad(img, ((a, 0), (a, a), (0, 0)))
 
     def _output(self, h, context):
-        o = jax.nn.relu(h) @ jnp.where(self.out1_mask, self.out1, 0.0) + self.out1_bias
-        if self.out1_context is not None:
-            o = o + context @ self.out1_context
-        return jax.nn.relu(o) @ jnp.where(self.out2_mask, self.out2, 0.0) + self.out2_bias
+        w1, w2 = jnp.where(self.out1_mask, self.out1, 0.0), jnp.where(self.out2_mask, self.out2, 0.0)
+        return output_mlp(jax.nn.relu(h), context, w1, self.out1_bias, self.out1_context, w2, self.out2_bias)
 
     # --------------------------------------------------------------- full pass
     def __call__(self, x, feats, context):
@@ -408,7 +406,7 @@ class PixelCNNConditioner(Conditioner):
             _, hk, res = layer.masked()
             _, hb = layer.biases(context)
             if l == 0:
-                win = jax.lax.dynamic_slice(padded, (i + a, j, 0), (1, a + 1, padded.shape[-1]))
+                win = jax.lax.dynamic_slice(padded, (i + a, j, jnp.zeros_like(j)), (1, a + 1, padded.shape[-1]))
             else:
                 hrow = hrow.at[l - 1, j + a].set(h)
                 win = jax.lax.dynamic_slice_in_dim(hrow[l - 1], j, a + 1, axis=0)[None]

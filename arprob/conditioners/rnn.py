@@ -1,6 +1,6 @@
 """Recurrent conditioner (GRU or LSTM) over the ordered sequence; its hidden state is the cache.
 
-The sequence is the one of ``arprob.conditioners.wavenet``: position ``s`` reads
+The sequence is the one of ``arprob.conditioners.sequence``: position ``s`` reads
 ``u_s = [feats of step s-1, coords of step s]`` (plus the context vector), so
 
     h_s = cell(u_s (+ c), h_{s-1}),   params_s = W_2 relu(W_1 h_s + b_1 + V c) + b_2
@@ -24,7 +24,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from ..errors import SpecError
 from ..heads import Head
 from .base import Conditioner, ConditionalSpec, ConditionerContext
-from .wavenet import SequenceInputs, _normal, check_positive_int, sequence_plan
+from .sequence import SequenceInputs, check_positive_int, normal_fan_in, output_mlp, sequence_plan
 
 CELLS = ("gru", "lstm")
 
@@ -58,9 +58,9 @@ class RNN(ConditionalSpec):
         return RNNConditioner(
             inputs=SequenceInputs.from_plan(plan),
             cell=cls(plan.input_size + cs, hsz, key=k1),
-            out1=_normal(k2, (hsz, hsz), hsz, dtype),
+            out1=normal_fan_in(k2, (hsz, hsz), hsz, dtype),
             out1_bias=jnp.zeros(hsz, dtype),
-            out1_context=_normal(k3, (cs, hsz), cs, dtype) if cs else None,
+            out1_context=normal_fan_in(k3, (cs, hsz), cs, dtype) if cs else None,
             out2=jnp.zeros((hsz, m * p), dtype),
             out2_bias=jnp.zeros(m * p, dtype),
             out_index=jnp.asarray(plan.out_index),
@@ -93,10 +93,7 @@ class RNNConditioner(Conditioner):
             u = jnp.concatenate([u, context])
         state = self.cell(u, state)
         h = state[0] if self.lstm else state
-        o = h @ self.out1 + self.out1_bias
-        if self.out1_context is not None:
-            o = o + context @ self.out1_context
-        return state, jax.nn.relu(o) @ self.out2 + self.out2_bias
+        return state, output_mlp(h, context, self.out1, self.out1_bias, self.out1_context, self.out2, self.out2_bias)
 
     def init_cache(self, context):
         zeros = jnp.zeros(self.cell.hidden_size, self.out1.dtype)

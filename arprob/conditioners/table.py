@@ -22,7 +22,7 @@ from jaxtyping import Array, Float, Int
 from ..errors import SpecError
 from ..heads import Categorical, Head
 from ..masks import parent_elements
-from ..spec.layout import ElementLayout, Steps
+from ..spec.layout import ElementLayout, Steps, may_read
 from ..spec.variables import Variable
 from .base import Conditioner, ConditionalSpec, ConditionerContext
 
@@ -119,7 +119,7 @@ class Table(ConditionalSpec):
             return np.concatenate([parent_elements(layout, self.parents or ()), self._neighbours_of(layout, e)])
         if self.parents is not None:
             return parent_elements(layout, self.parents)
-        return np.flatnonzero(steps.step < steps.step[e])
+        return np.flatnonzero(may_read(steps.step[e : e + 1], steps.step)[0])
 
     def _neighbours_of(self, layout: ElementLayout, e: int) -> np.ndarray:
         """Elements at the declared offsets from ``e`` inside its own variable (those in range)."""

@@ -41,9 +41,10 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ..errors import SpecError
 from ..heads import Head
-from ..spec.layout import ElementLayout, Steps
+from ..spec.layout import ElementLayout, Steps, may_read, schedule_table
 from ..spec.variables import Variable
 from .base import Conditioner, ConditionalSpec, ConditionerContext
+from .sequence import normal_std
 
 _NEG = -1e30
 
@@ -219,8 +220,8 @@ class TransformerConditioner(Conditioner):
         kv_in = self.ln_kv(jnp.concatenate([self._tokens(feats, all_idx), self._start(context)[None]], axis=0))
         h = self._query0(all_idx, context)
         step = self.step_of
-        valid1 = jnp.concatenate([step[None, :] < step[:, None], jnp.ones((d, 1), bool)], axis=1)
-        valid = step[None, :] <= step[:, None]
+        valid1 = jnp.concatenate([may_read(step, step), jnp.ones((d, 1), bool)], axis=1)
+        valid = may_read(step, step, same_step=True)
         for l, blk in enumerate(self.blocks):
             xq = blk.ln_q(h)
             k, v = self._kv(blk, kv_in if l == 0 else xq)
@@ -250,8 +251,9 @@ class TransformerConditioner(Conditioner):
         kv_new = self.ln_kv(self._tokens(feats, prev))
         h = self._query0(cur, context)
         step = self.step_of
-        valid1 = jnp.concatenate([step < s, jnp.ones((1,), bool)])[None, :]
-        valid = (step <= s)[None, :]
+        now = s[None]  # the current step, as the one reader of this step's queries
+        valid1 = jnp.concatenate([may_read(now, step), jnp.ones((1, 1), bool)], axis=1)
+        valid = may_read(now, step, same_step=True)
         new_cache = []
         for l, blk in enumerate(self.blocks):
             k, v = cache[l]
@@ -269,10 +271,6 @@ class TransformerConditioner(Conditioner):
 
 
 # ---------------------------------------------------------------- building
-def _normal(key, shape, std, dtype):
-    return jax.random.normal(key, shape, dtype) * std
-
-
 def build_transformer(spec: Transformer, ctx: ConditionerContext, key: PRNGKeyArray) -> TransformerConditioner:
     layout, steps = ctx.layout, ctx.steps
     d, w, c = layout.num_elements, spec.width, ctx.context_size
@@ -286,23 +284,18 @@ def build_transformer(spec: Transformer, ctx: ConditionerContext, key: PRNGKeyAr
         feature_index[has, j] = layout.feature_offset[has] + j
     coords = np.concatenate([layout.coords, layout.var_index[:, None]], axis=1).astype(np.int32)
 
-    # global step schedule: elements of each step (padded with D + 1, dropped on write)
-    s_count = steps.num_steps
-    per_step = [steps.elements_of_step(s) for s in range(s_count)]
-    m = max(len(b) for b in per_step)
-    block_elements = np.full((s_count, m), d + 1, dtype=np.int32)
-    pos_in_block = np.zeros(d + 1, dtype=np.int32)
-    for s, b in enumerate(per_step):
-        block_elements[s, : len(b)] = b
-        pos_in_block[b] = np.arange(len(b))
-    prev_elements = np.concatenate([np.full((1, m), d + 1, np.int32), block_elements[:-1]], axis=0)
+    # the block schedule: elements of each step in ordering order (padded with D + 1: row D of
+    # the first layer's cache holds the start token, so padding must be dropped on write)
+    block_elements = schedule_table(steps.step, steps.num_steps, order=steps.perm, pad=d + 1)
+    pos_in_block = np.concatenate([steps.slot, [0]]).astype(np.int32)
+    prev_elements = np.concatenate([np.full((1, block_elements.shape[1]), d + 1, np.int32), block_elements[:-1]], axis=0)
 
     keys = iter(jax.random.split(key, 16 + 8 * spec.num_layers))
     std = 1.0 / math.sqrt(w)
     out_std = std / math.sqrt(2 * spec.num_layers)
     if spec.coordinate_coding == "learned":
         sizes = [int(coords[:, i].max()) + 1 for i in range(4)]
-        coord_tables = tuple(_normal(next(keys), (r, w), 0.1, dtype) for r in sizes)
+        coord_tables = tuple(normal_std(next(keys), (r, w), 0.1, dtype) for r in sizes)
         fixed = None
     else:
         coord_tables = ()
@@ -313,27 +306,27 @@ def build_transformer(spec: Transformer, ctx: ConditionerContext, key: PRNGKeyAr
         _Block(
             ln_q=ln(),
             ln_mlp=ln(),
-            wq=_normal(next(keys), (w, w), std, dtype),
-            wk=_normal(next(keys), (w, w), std, dtype),
-            wv=_normal(next(keys), (w, w), std, dtype),
-            wo=_normal(next(keys), (w, w), out_std, dtype),
+            wq=normal_std(next(keys), (w, w), std, dtype),
+            wk=normal_std(next(keys), (w, w), std, dtype),
+            wv=normal_std(next(keys), (w, w), std, dtype),
+            wo=normal_std(next(keys), (w, w), out_std, dtype),
             bo=jnp.zeros(w, dtype),
-            w1=_normal(next(keys), (w, hidden), std, dtype),
+            w1=normal_std(next(keys), (w, hidden), std, dtype),
             b1=jnp.zeros(hidden, dtype),
-            w2=_normal(next(keys), (hidden, w), out_std * math.sqrt(w / hidden), dtype),
+            w2=normal_std(next(keys), (hidden, w), out_std * math.sqrt(w / hidden), dtype),
             b2=jnp.zeros(w, dtype),
         )
         for _ in range(spec.num_layers)
     )
     return TransformerConditioner(
-        embed=_normal(next(keys), (nvar, w_in, w), 1.0, dtype),
+        embed=normal_std(next(keys), (nvar, w_in, w), 1.0, dtype),
         embed_bias=jnp.zeros((nvar, w), dtype),
         coord_tables=coord_tables,
         fixed_code=fixed,
-        query0=_normal(next(keys), (w,), 0.1, dtype),
-        start=_normal(next(keys), (w,), 0.1, dtype),
-        context_query=_normal(next(keys), (c, w), 1.0 / math.sqrt(c), dtype) if c else None,
-        context_start=_normal(next(keys), (c, w), 1.0 / math.sqrt(c), dtype) if c else None,
+        query0=normal_std(next(keys), (w,), 0.1, dtype),
+        start=normal_std(next(keys), (w,), 0.1, dtype),
+        context_query=normal_std(next(keys), (c, w), 1.0 / math.sqrt(c), dtype) if c else None,
+        context_start=normal_std(next(keys), (c, w), 1.0 / math.sqrt(c), dtype) if c else None,
         ln_kv=ln(),
         blocks=blocks,
         ln_out=ln(),

@@ -28,139 +28,11 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ..errors import SpecError
 from ..heads import Head
-from ..spec.layout import ElementLayout, Steps
 from .base import Conditioner, ConditionalSpec, ConditionerContext
-
-# ---------------------------------------------------------------------------------- sequence
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class SequencePlan:
-    """Static arrangement of the spec's elements as a sequence of steps (numpy).
-
-    Attributes:
-        block_elements: ``(S, m)`` elements of each step in ordering order, padded with ``D``.
-        feat_index: ``(S, m * w)`` indices into the padded feature vector ``(F + 1,)``.
-        coords: ``(S, m, K)`` integer coordinate code of each slot; ``scale`` ``(S, m, K)``
-            its divisor (``K = 4 + V``: present, row, column, channel, variable one-hot).
-        out_index: ``(n,)`` flat ``step * m + slot`` of each element of the component.
-        row_slot: ``(n + 1,)`` slot of each component row (padding row ``n`` -> 0).
-    """
-
-    block_elements: np.ndarray
-    feat_index: np.ndarray
-    coords: np.ndarray
-    scale: np.ndarray
-    out_index: np.ndarray
-    row_slot: np.ndarray
-
-    @property
-    def num_steps(self) -> int:
-        return self.block_elements.shape[0]
-
-    @property
-    def slots(self) -> int:
-        return self.block_elements.shape[1]
-
-    @property
-    def input_size(self) -> int:
-        return self.feat_index.shape[1] + self.coords.shape[1] * self.coords.shape[2]
-
-
-def sequence_plan(layout: ElementLayout, steps: Steps, elements: np.ndarray) -> SequencePlan:
-    """Arrange the elements by step (see ``SequencePlan``); ``elements`` are the outputs."""
-    d, s_total = layout.num_elements, steps.num_steps
-    per_step = [steps.elements_of_step(s) for s in range(s_total)]
-    m = max(len(p) for p in per_step)
-    w = int(layout.feature_width.max())
-    nvar = len(layout.variables)
-    k = 4 + (nvar if nvar > 1 else 0)
-    block = np.full((s_total, m), d, dtype=np.int64)
-    slot = np.zeros(d, dtype=np.int64)
-    for s, elems in enumerate(per_step):
-        block[s, : len(elems)] = elems
-        slot[elems] = np.arange(len(elems))
-    f = layout.num_features
-    feat_index = np.full((s_total, m, w), f, dtype=np.int32)
-    coords = np.zeros((s_total, m, k), dtype=np.int32)
-    scale = np.ones((s_total, m, k), dtype=np.int32)
-    # per-variable coordinate ranges, so every coordinate is coded into [-1, 1]
-    span = np.ones((nvar, 3), dtype=np.int64)
-    for i in range(nvar):
-        c = layout.coords[layout.offsets[i] : layout.offsets[i + 1]]
-        span[i] = np.maximum(c.max(0), 1)
-    for s in range(s_total):
-        for j, e in enumerate(block[s]):
-            if e == d:
-                continue
-            width = int(layout.feature_width[e])
-            feat_index[s, j, :width] = layout.feature_offset[e] + np.arange(width)
-            v = int(layout.var_index[e])
-            coords[s, j, 0] = 1
-            coords[s, j, 1:4] = layout.coords[e]
-            scale[s, j, 1:4] = span[v]
-            if k > 4:
-                coords[s, j, 4 + v] = 1
-    out_index = steps.step[elements] * m + slot[elements]
-    row_slot = np.concatenate([slot[elements], [0]])
-    return SequencePlan(
-        block_elements=block,
-        feat_index=feat_index.reshape(s_total, m * w),
-        coords=coords,
-        scale=scale,
-        out_index=out_index.astype(np.int32),
-        row_slot=row_slot.astype(np.int32),
-    )
-
-
-class SequenceInputs(eqx.Module):
-    """Builds the inputs ``u_s`` (see the module docstring) from the feature vector."""
-
-    feat_index: Int[Array, "s mw"]
-    coords: Int[Array, "s mk"]
-    scale: Int[Array, "s mk"]
-
-    @classmethod
-    def from_plan(cls, plan: SequencePlan) -> "SequenceInputs":
-        s = plan.num_steps
-        return cls(
-            feat_index=jnp.asarray(plan.feat_index),
-            coords=jnp.asarray(plan.coords.reshape(s, -1)),
-            scale=jnp.asarray(plan.scale.reshape(s, -1)),
-        )
-
-    def coding(self, dtype) -> Float[Array, "s mk"]:
-        """Coordinate code in [-1, 1]: flags and one-hots become +-1, coordinates ``2 c / span - 1``."""
-        return 2.0 * self.coords.astype(dtype) / self.scale.astype(dtype) - 1.0
-
-    def all(self, feats: Float[Array, " f"]) -> Float[Array, "s i"]:
-        """Inputs of every position ``(S, input_size)`` (teacher forcing)."""
-        padded = jnp.concatenate([feats, jnp.zeros((1,), feats.dtype)])
-        vals = padded[self.feat_index]
-        prev = jnp.concatenate([jnp.zeros_like(vals[:1]), vals[:-1]], axis=0)
-        return jnp.concatenate([prev, self.coding(feats.dtype)], axis=-1)
-
-    def at(self, feats: Float[Array, " f"], s: Int[Array, ""]) -> Float[Array, " i"]:
-        """Input of position ``s`` (every element of a step ``< s`` must be in ``feats``)."""
-        padded = jnp.concatenate([feats, jnp.zeros((1,), feats.dtype)])
-        vals = padded[self.feat_index[jnp.maximum(s - 1, 0)]]
-        prev = jnp.where(s > 0, vals, jnp.zeros_like(vals))
-        return jnp.concatenate([prev, self.coding(feats.dtype)[s]], axis=-1)
-
-
-def _normal(key: PRNGKeyArray, shape: tuple[int, ...], fan_in: int, dtype) -> Array:
-    return jax.random.normal(key, shape, dtype) / np.sqrt(max(fan_in, 1))
-
-
-def check_positive_int(owner: str, name: str, value: object, minimum: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise SpecError(f"{owner}: expected {name} to be an integer >= {minimum}; got {value!r}.")
-
+from .sequence import SequenceInputs, check_positive_int, normal_fan_in, output_mlp, sequence_plan
 
 # ----------------------------------------------------------------------------------- spec
 
@@ -209,7 +81,7 @@ class WaveNet(ConditionalSpec):
         cs = ctx.context_size
         dtype = jnp.result_type(float)
         keys = iter(jax.random.split(key, 8 + 6 * self.num_layers))
-        nrm = lambda shape, fan_in: _normal(next(keys), shape, fan_in, dtype)
+        nrm = lambda shape, fan_in: normal_fan_in(next(keys), shape, fan_in, dtype)
         zeros = lambda *shape: jnp.zeros(shape, dtype)
         layers = tuple(
             GatedLayer(
@@ -297,10 +169,7 @@ class WaveNetConditioner(Conditioner):
     num_params: int = eqx.field(static=True)
 
     def _head(self, skip, context):
-        o = jax.nn.relu(skip) @ self.out1 + self.out1_bias
-        if self.out1_context is not None:
-            o = o + context @ self.out1_context
-        return jax.nn.relu(o) @ self.out2 + self.out2_bias
+        return output_mlp(jax.nn.relu(skip), context, self.out1, self.out1_bias, self.out1_context, self.out2, self.out2_bias)
 
     def __call__(self, x, feats, context):
         k = self.kernel_size

@@ -1,5 +1,6 @@
 """Heads: the distribution of an element given its parameters."""
 
+from ..spec.registry import kinds
 from .base import Head as Head
 from .logistic_mixture import DiscretizedLogisticMixture as DiscretizedLogisticMixture
 from .logistic_mixture import GaussianMixture as GaussianMixture
@@ -9,8 +10,6 @@ from .simple import Categorical as Categorical
 from .simple import Gaussian as Gaussian
 from .simple import default_head as default_head
 
-#: Heads by ``kind``, as spec files name them.
-HEAD_KINDS: dict[str, type[Head]] = {
-    cls.kind: cls
-    for cls in (Bernoulli, Categorical, Gaussian, DiscretizedLogisticMixture, LogisticMixture, GaussianMixture)
-}
+#: Heads by ``kind``, as spec files name them: the live registry table (a head class that
+#: sets ``kind`` enters it when defined, see ``arprob.spec.registry``).
+HEAD_KINDS: dict[str, type[Head]] = kinds("head")

@@ -25,6 +25,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ..errors import SpecError
+from ..spec.registry import Registered
 from ..spec.variables import Variable
 
 if TYPE_CHECKING:
@@ -32,8 +33,8 @@ if TYPE_CHECKING:
 
 
 @dataclasses.dataclass(frozen=True)
-class Head:
-    """Base class of heads."""
+class Head(Registered):
+    """Base class of heads; a subclass that sets ``kind`` registers itself (``arprob.spec.registry``)."""
 
     category: ClassVar[str] = "head"
     kind: ClassVar[str] = "head"

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from ..errors import SpecError
+from ..spec.conditional import default_head as default_head
 from ..spec.variables import Variable
 from .base import Head, categorical_from_uniform, normal_from_uniform
 
@@ -106,12 +107,3 @@ class Gaussian(Head):
 
     def split_params(self, params):
         return {"mean": params[:, 0], "log_scale": params[:, 1]}
-
-
-def default_head(variable: Variable) -> Head:
-    """The head a variable gets when its conditional names none."""
-    if variable.kind == "binary":
-        return Bernoulli()
-    if variable.kind == "real":
-        return Gaussian()
-    return Categorical().bind(variable)

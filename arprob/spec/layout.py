@@ -3,12 +3,21 @@
 The autoregressive contract of every arprob model is a single sentence: *the
 distribution parameters of element e may depend only on elements whose step is
 smaller than ``step[e]``*. ``compute_steps`` is the only function that derives
-``step``; masks, sampling schedules and the contract tests all read it from here.
+``step``; the rules derived from it are written once, here:
+
+- ``may_read(reader, read)``: the visibility rule ``step[j] < step[e]`` as a boolean
+  matrix (``<=`` with ``same_step=True``, for layers whose inputs already obey it);
+- ``schedule_table``: the block schedule, which rows are produced at each step
+  (``Steps.blocks``, ``Steps.slot``, ``component_schedule``);
+- ``check_parents_precede``: declared parents must come in earlier steps.
+
+Masks, the model's sampling scan, every conditioner and the contract tests call these.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -42,6 +51,60 @@ class Steps:
     def elements_of_step(self, s: int) -> np.ndarray:
         """Elements of block ``s`` in ordering position order."""
         return self.perm[self.step[self.perm] == s]
+
+    @functools.cached_property
+    def blocks(self) -> np.ndarray:
+        """``(S, m)`` elements of each step in ordering position order, padded with ``D``
+        (``m`` the largest block)."""
+        return schedule_table(self.step, self.num_steps, order=self.perm)
+
+    @functools.cached_property
+    def slot(self) -> np.ndarray:
+        """``slot[e]``: the place of element ``e`` inside its block (ordering order)."""
+        slot = np.zeros(len(self.step), dtype=np.int64)
+        for row in self.blocks:
+            real = row[row < len(self.step)]
+            slot[real] = np.arange(len(real))
+        return slot
+
+
+def may_read(reader_steps, read_steps, *, same_step: bool = False):
+    """The visibility rule: ``out[..., i, j]`` is True iff an element at step ``reader_steps[i]``
+    may read one at step ``read_steps[j]``, i.e. ``read < reader`` (``<=`` with ``same_step``).
+
+    Works on numpy arrays (build time) and on traced jax arrays; every mask, attention
+    pattern and contract check of arprob is this comparison of steps (or of ranks derived
+    from them, such as MADE degrees)."""
+    reader, read = reader_steps[..., :, None], read_steps[..., None, :]
+    return reader >= read if same_step else reader > read
+
+
+def schedule_table(step_of: np.ndarray, num_steps: int, *, order: np.ndarray | None = None,
+                   pad: int | None = None) -> np.ndarray:
+    """The block schedule: ``(S, m)`` int32 whose row ``s`` lists the indices ``r`` with
+    ``step_of[r] == s`` (in the order of ``order``, default ascending), padded with ``pad``
+    (default ``len(step_of)``); ``m`` is the largest block (at least 1). Indices whose
+    ``step_of`` lies outside ``0..S-1`` are in no row."""
+    step_of = np.asarray(step_of)
+    order = np.arange(len(step_of)) if order is None else np.asarray(order)
+    pad = len(step_of) if pad is None else pad
+    ordered = step_of[order]
+    per_step = [order[ordered == s] for s in range(num_steps)]
+    m = max(1, max((len(r) for r in per_step), default=1))
+    table = np.full((num_steps, m), pad, dtype=np.int32)
+    for s, r in enumerate(per_step):
+        table[s, : len(r)] = r
+    return table
+
+
+def component_schedule(steps: Steps, elements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, elems)``, both ``(S, m)`` int32: the rows (indices into ``elements``) drawn at
+    each step, padded with ``n = len(elements)``, and the same as flat element indices,
+    padded with ``D``."""
+    d = len(steps.step)
+    rows = schedule_table(steps.step[elements], steps.num_steps)
+    elems = np.where(rows < len(elements), np.concatenate([elements, [d]])[rows], d).astype(np.int32)
+    return rows, elems
 
 
 def compute_steps(variables: Sequence[Variable], ordering: Ordering, partition: Partition) -> Steps:
@@ -151,3 +214,32 @@ def element_layout(variables: Sequence[Variable]) -> ElementLayout:
         feature_offset=np.concatenate([[0], np.cumsum(width_arr)[:-1]]).astype(np.int64),
         feature_width=width_arr,
     )
+
+
+def check_parent_names(name: str, parents: tuple[str, ...] | None, layout: ElementLayout) -> None:
+    """Raise if declared parents name an unknown variable or one twice."""
+    if parents is None:
+        return
+    declared = [v.name for v in layout.variables]
+    for p in parents:
+        if p not in declared:
+            raise SpecError(f"Conditional of {name!r} names unknown parent {p!r}; declared: {declared}.")
+    if len(set(parents)) != len(parents):
+        raise SpecError(f"Conditional of {name!r} lists a parent twice: {list(parents)}.")
+
+
+def check_parents_precede(layout: ElementLayout, steps: Steps, child: str, parents: Sequence[str]) -> None:
+    """Raise if any element of a declared parent is not in an earlier step than a child element."""
+    children = layout.elements_of(child)
+    for p in parents:
+        if p == child:
+            raise SpecError(f"Variable {child!r} lists itself as a parent.")
+        for e_parent in layout.elements_of(p):
+            late = children[~may_read(steps.step[children], steps.step[e_parent : e_parent + 1])[:, 0]]
+            if late.size:
+                e = int(late[0])
+                raise SpecError(
+                    f"Parent {layout.describe_element(int(e_parent))} of variable {child!r} is at step "
+                    f"{int(steps.step[e_parent])}, not before its child {layout.describe_element(e)} at step "
+                    f"{int(steps.step[e])}; parents must come earlier in the ordering."
+                )

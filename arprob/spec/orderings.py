@@ -16,6 +16,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import SpecError
+from .registry import Registered, kinds
 from .variables import Variable
 
 
@@ -29,9 +30,10 @@ def _local_raster(var: Variable) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class Ordering:
+class Ordering(Registered):
     """Base class; subclasses give the visiting order of elements."""
 
+    category: ClassVar[str] = "ordering"
     kind: ClassVar[str] = "ordering"
 
     def permutation(self, variables: Sequence[Variable]) -> np.ndarray:
@@ -189,6 +191,5 @@ def check_permutation(perm: np.ndarray, num_elements: int, what: str = "ordering
     return perm.astype(np.int64)
 
 
-ORDERING_KINDS: dict[str, type[Ordering]] = {
-    cls.kind: cls for cls in (Raster, Columns, Snake, EvenOdd, Reverse, RandomOrder, Explicit, ByVariable)
-}
+#: Ordering kinds (the live registry table).
+ORDERING_KINDS: dict[str, type[Ordering]] = kinds("ordering")

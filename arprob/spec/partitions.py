@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import SpecError
 from .orderings import variable_offsets
+from .registry import Registered, kinds
 from .variables import Variable
 
 
@@ -27,9 +28,10 @@ def _element_keys(variables: Sequence[Variable], key_fn) -> list:
 
 
 @dataclasses.dataclass(frozen=True)
-class Partition:
+class Partition(Registered):
     """Base class of partitions."""
 
+    category: ClassVar[str] = "partition"
     kind: ClassVar[str] = "partition"
 
     def blocks(self, variables: Sequence[Variable], perm: np.ndarray) -> np.ndarray:
@@ -165,6 +167,5 @@ class ExplicitBlocks(Partition):
         return out
 
 
-PARTITION_KINDS: dict[str, type[Partition]] = {
-    cls.kind: cls for cls in (Singletons, FixedSize, PerPixel, PerRow, PerVariable, ExplicitBlocks)
-}
+#: Partition kinds (the live registry table).
+PARTITION_KINDS: dict[str, type[Partition]] = kinds("partition")

@@ -31,39 +31,18 @@ from typing import Any
 
 from ..errors import SpecError
 from ..fileio import atomic_write_bytes
+from .registry import REGISTRY, category_of
 from .spec import Spec
 
 FORMAT = "arprob.spec/1"
 
 
 def _registries() -> dict[str, dict[str, type]]:
-    from ..conditioners import CONDITIONAL_KINDS
-    from ..heads import HEAD_KINDS
-    from .orderings import ORDERING_KINDS
-    from .partitions import PARTITION_KINDS
-    from .variables import VARIABLE_KINDS
-
-    return {
-        "variable": VARIABLE_KINDS,
-        "ordering": ORDERING_KINDS,
-        "partition": PARTITION_KINDS,
-        "conditional": CONDITIONAL_KINDS,
-        "head": HEAD_KINDS,
-    }
+    """category -> kind -> class: every kind that has registered itself (``spec.registry``)."""
+    return REGISTRY
 
 
-def _category(obj: Any) -> str:
-    from ..conditioners.base import ConditionalSpec
-    from ..heads.base import Head
-    from .orderings import Ordering
-    from .partitions import Partition
-    from .variables import Variable
-
-    for base, name in ((Variable, "variable"), (Ordering, "ordering"), (Partition, "partition"),
-                       (ConditionalSpec, "conditional"), (Head, "head")):
-        if isinstance(obj, base):
-            return name
-    raise SpecError(f"Cannot serialise {obj!r}: not an arprob spec object.")
+_category = category_of
 
 
 def _encode(value: Any) -> Any:

@@ -10,10 +10,8 @@ import dataclasses
 import functools
 from collections.abc import Mapping
 
-from ..conditioners.base import ConditionalSpec, check_parent_names
-from ..conditioners.logistic import Logistic
 from ..errors import SpecError
-from ..masks import check_parents_precede
+from .conditional import ConditionalSpec, default_conditional
 from .layout import ElementLayout, Steps, compute_steps, element_layout
 from .orderings import Ordering, Raster
 from .partitions import Partition, Singletons
@@ -71,7 +69,7 @@ class Spec:
                 raise SpecError(f"conditionals names unknown variable {name!r}; declared: {names}.")
             if not isinstance(cond, ConditionalSpec):
                 raise SpecError(f"conditionals[{name!r}] is {cond!r}; expected e.g. ar.Table() or ar.Logistic().")
-        conditionals = tuple((name, given.get(name, Logistic())) for name in names)
+        conditionals = tuple((name, given[name] if name in given else default_conditional()) for name in names)
         object.__setattr__(self, "variables", variables)
         object.__setattr__(self, "conditionals", conditionals)
         self._validate_conditionals()
@@ -79,12 +77,7 @@ class Spec:
     def _validate_conditionals(self) -> None:
         layout, steps = self.layout, self.steps
         for var, (name, cond) in zip(self.variables, self.conditionals):
-            parents = cond.parent_names
-            check_parent_names(name, parents, layout)
-            if parents:
-                check_parents_precede(layout, steps, name, parents)
-            cond.bind_head(var).validate(var, layout, steps)
-            cond.validate(var, layout, steps, self.context_size)
+            cond.check(name, var, layout, steps, self.context_size)
 
     @functools.cached_property
     def layout(self) -> ElementLayout:

@@ -12,6 +12,7 @@ import math
 from typing import ClassVar
 
 from ..errors import SpecError
+from .registry import Registered, kinds
 
 
 def _check_name(name: object) -> None:
@@ -30,7 +31,7 @@ def _check_shape(name: str, shape: object) -> tuple[int, ...]:
 
 
 @dataclasses.dataclass(frozen=True)
-class Variable:
+class Variable(Registered):
     """Base class of declared variables.
 
     Attributes:
@@ -40,6 +41,7 @@ class Variable:
 
     name: str
     shape: tuple[int, ...] = ()
+    category: ClassVar[str] = "variable"
     kind: ClassVar[str] = "variable"
 
     def __post_init__(self) -> None:
@@ -134,6 +136,5 @@ class Real(Variable):
     kind: ClassVar[str] = "real"
 
 
-VARIABLE_KINDS: dict[str, type[Variable]] = {
-    cls.kind: cls for cls in (Binary, Categorical, Ordinal, Real)
-}
+#: Variable kinds (the live registry table).
+VARIABLE_KINDS: dict[str, type[Variable]] = kinds("variable")
