@@ -5,6 +5,7 @@ from .base import Head as Head
 from .logistic_mixture import DiscretizedLogisticMixture as DiscretizedLogisticMixture
 from .logistic_mixture import GaussianMixture as GaussianMixture
 from .logistic_mixture import LogisticMixture as LogisticMixture
+from .numpyro_head import NumPyroHead as NumPyroHead
 from .simple import Bernoulli as Bernoulli
 from .simple import Categorical as Categorical
 from .simple import Gaussian as Gaussian
