@@ -315,7 +315,7 @@ def observed_mask(spec: Spec, observed, n: int) -> np.ndarray:
             if m.dtype != np.bool_:
                 raise DataError(f"observed[{v.name!r}]: expected a boolean mask; got dtype {m.dtype}.")
             if m.shape in ((), tuple(v.shape)):
-                m = np.broadcast_to(m, (n, size))
+                m = np.broadcast_to(m.reshape(-1), (n, size))
             elif m.shape == (n, *v.shape):
                 m = m.reshape(n, size)
             else:
