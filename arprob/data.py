@@ -44,13 +44,24 @@ def load_digits(binarize: bool = True, threshold: int = 8) -> tuple[np.ndarray, 
         binarize: map values to ``x >= threshold`` (0/1); otherwise keep the 17 levels 0..16.
         threshold: binarisation threshold (default 8).
     """
+    (train, _), (test, _) = load_digits_labelled(binarize, threshold)
+    return train, test
+
+
+def load_digits_labelled(
+    binarize: bool = True, threshold: int = 8
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``((train_images, train_labels), (test_images, test_labels))`` of the same split as
+    ``load_digits`` (labels 0..9, for classifiers and attacks)."""
     from sklearn.datasets import load_digits as _load
 
-    images = _load().images.astype(np.int64)  # (1797, 8, 8), values 0..16
+    raw = _load()
+    images = raw.images.astype(np.int64)  # (1797, 8, 8), values 0..16
     if binarize:
         images = (images >= threshold).astype(np.int64)
     perm = np.random.RandomState(DIGITS_SPLIT_SEED).permutation(len(images))
-    return images[perm[:DIGITS_TRAIN_SIZE]], images[perm[DIGITS_TRAIN_SIZE:]]
+    train, test = perm[:DIGITS_TRAIN_SIZE], perm[DIGITS_TRAIN_SIZE:]
+    return (images[train], raw.target[train]), (images[test], raw.target[test])
 
 
 # --------------------------------------------------------------------------- files

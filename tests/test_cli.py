@@ -20,9 +20,10 @@ neighbours = [[0, -1], [-1, 0]]
 
 
 def test_digits_main_job_runs(capsys):
-    assert main(["digits", "--steps", "20"]) == 0
+    assert main(["digits", "--steps", "20", "--detection-steps", "20"]) == 0
     out = capsys.readouterr().out
     assert "independent Bernoulli" in out and "FVSBN" in out and "bits/dim" in out
+    assert "uniform noise" in out and "PGD" in out and "purified (eps 2)" in out
 
 
 def test_fit_score_sample_round_trip(tmp_path, capsys):
