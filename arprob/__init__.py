@@ -12,12 +12,12 @@ from .conditioners import PixelCNN as PixelCNN
 from .conditioners import Table as Table
 from .conditioners import Transformer as Transformer
 from .conditioners import WaveNet as WaveNet
-from .conditioners.made import ensemble_log_prob as ensemble_log_prob
-from .conditioners.made import ensemble_sample as ensemble_sample
-from .conditioners.made import fit_order_agnostic as fit_order_agnostic
-from .conditioners.made import member_model as member_model
 from .data import BatchStream as BatchStream
 from .data import load_array as load_array
+from .ensembles import ensemble_log_prob as ensemble_log_prob
+from .ensembles import ensemble_sample as ensemble_sample
+from .ensembles import fit_order_agnostic as fit_order_agnostic
+from .ensembles import member_model as member_model
 from .errors import DataError as DataError
 from .errors import SpecError as SpecError
 from .evaluate import Evaluation as Evaluation

@@ -23,7 +23,7 @@ from .features import Encoder
 from .heads import Head
 from .errors import DataError
 from .masks import allowed_inputs
-from .spec.layout import Steps, component_schedule
+from .spec.layout import component_schedule
 from .spec.spec import Spec
 from .validation import as_context, as_flat, to_dict
 
@@ -42,11 +42,6 @@ class Component(eqx.Module):
     elements: Int[Array, " n"]
     block_rows: Int[Array, "s m"]
     block_elements: Int[Array, "s m"]
-
-
-def _block_schedule(step: np.ndarray, elements: np.ndarray, num_steps: int, d: int):
-    """Rows of ``elements`` in each step, padded to the largest block (``component_schedule``)."""
-    return component_schedule(Steps(perm=np.arange(d), position=np.arange(d), step=step, num_steps=num_steps), elements)
 
 
 def compile(spec: Spec, key: PRNGKeyArray | None = None) -> "Model":

@@ -12,7 +12,8 @@ import pytest
 from scipy import stats
 
 import arprob as ar
-from arprob.conditioners.made import MADEConditioner, num_members, with_member
+from arprob.conditioners.made import MADEConditioner
+from arprob.ensembles import num_members, with_member
 from arprob.masks import rank_mask, row_tiles
 from exactness import (
     all_configurations,

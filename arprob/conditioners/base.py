@@ -17,6 +17,9 @@ A conditioner is unbatched (the model vmaps it) and implements
   with ``n``), given ``x``/``feats`` in which every element of a step ``< s`` is filled.
   The default recomputes the full pass (the *naive* sampler); conditioners override it
   with an incremental cache that must give exactly the same parameters.
+- optionally ``has_closed_form`` / ``closed_form_stats`` / ``with_closed_form``: a fit in
+  closed form from summed sufficient statistics, which ``fit`` uses before any gradient
+  step (tables: counts; ``trainable = False`` keeps the gradient off such a conditioner).
 """
 
 from __future__ import annotations
@@ -105,3 +108,17 @@ class Conditioner(eqx.Module):
     def naive_step(self, cache, x, feats, context, s, rows):
         """One full parallel pass, keeping the rows of block ``s``."""
         return jnp.take(self(x, feats, context), rows, axis=0, mode="clip"), cache
+
+    # -------------------------------------------------- closed-form fitting (optional)
+    def has_closed_form(self) -> bool:
+        """True when ``fit`` should fit this conditioner in closed form (``closed_form_stats``
+        summed over the data, then ``with_closed_form``) instead of by gradient."""
+        return False
+
+    def closed_form_stats(self, x: Float[Array, "b d"]) -> PyTree:
+        """Sufficient statistics of a batch of flat data (summed over batches by ``fit``)."""
+        raise NotImplementedError
+
+    def with_closed_form(self, stats: PyTree) -> "Conditioner":
+        """The fitted conditioner from the summed statistics."""
+        raise NotImplementedError

@@ -31,15 +31,9 @@ drawn from ``default_rng((seed, k))``; ``"fixed"``: the spec's order, i.e.
 connectivity-agnostic only; or an explicit tuple of ``K - 1`` orderings that keep each
 block consecutive), each resolved by ``compute_steps`` with ``Explicit`` /
 ``ExplicitBlocks``. With ``degrees="random"`` every member also draws its own hidden
-degrees. Every member is an exact autoregressive model in its own ordering, so
-
-- ``fit_order_agnostic`` draws a member per minibatch (order/connectivity-agnostic
-  training over the family);
-- ``ensemble_log_prob`` is ``log (1/K) sum_k p_k(x)``, a mixture of normalised densities,
-  hence normalised;
-- ``member_model(model, k)`` is member ``k`` as an ordinary ``Model`` (spec with that
-  member's ordering, same weights), which samples in its own ordering;
-  ``ensemble_sample`` picks a member per sample and samples it exactly.
+degrees. Every member is an exact autoregressive model in its own ordering; ``arprob.ensembles``
+(above the model) trains them order-agnostically through ``fit``, scores the ensemble
+density and samples it.
 
 ``model.log_prob`` of a MADE model is the density of its current member (0 by default).
 Every component of a model with ``K > 1`` must be a MADE with the same family.
@@ -57,7 +51,6 @@ the last ulp (see docs/neural_made_transformer.md).
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -65,7 +58,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ..errors import SpecError
@@ -410,195 +402,4 @@ def build_made(spec: MADE, ctx: ConditionerContext, key: PRNGKeyArray) -> MADECo
     )
 
 
-# ------------------------------------------------------------------- ensembles
-def _made_components(model) -> tuple[int, np.ndarray]:
-    """``(K, member_steps)`` of a model; raises if members are inconsistent across components."""
-    conds = [comp.conditioner for comp in model.components]
-    made = [cond for cond in conds if isinstance(cond, MADEConditioner)]
-    if not made:
-        raise SpecError("The model has no MADE conditional.")
-    steps = np.asarray(made[0].member_steps)
-    k = steps.shape[0]
-    if k > 1:
-        for comp in model.components:
-            cond = comp.conditioner
-            if not isinstance(cond, MADEConditioner):
-                raise SpecError(
-                    f"Variable {comp.name!r} uses {type(cond).__name__}; a model with {k} MADE orderings needs every "
-                    "variable to be a MADE with the same ordering family (its ordering cannot change per member)."
-                )
-            if not np.array_equal(np.asarray(cond.member_steps), steps):
-                raise SpecError(
-                    f"Variable {comp.name!r}: its MADE has different member orderings from the first MADE; give every "
-                    "MADE the same num_orderings, ordering_family and seed."
-                )
-    return k, steps
-
-
-def num_members(model) -> int:
-    """``K``, the number of mask sets (ensemble members) of a MADE model."""
-    return _made_components(model)[0]
-
-
-def with_member(model, k):
-    """``model`` with every MADE switched to member ``k`` (``k`` may be a traced int).
-
-    The spec (and so ``sample``) is unchanged: use it for densities; sample a member
-    through ``member_model``.
-    """
-    k = jnp.asarray(k, jnp.int32)
-    for i, comp in enumerate(model.components):
-        if isinstance(comp.conditioner, MADEConditioner):
-            model = eqx.tree_at(lambda m, i=i: m.components[i].conditioner.member, model, k)
-    return model
-
-
-def member_model(model, k: int):
-    """Member ``k`` as an ordinary ``Model``: its spec has the member's ordering (so it samples
-    in that ordering) and its MADEs use mask set ``k`` with the shared weights."""
-    from ..model import Component, Model, _block_schedule
-
-    num, steps = _made_components(model)
-    if not isinstance(k, int) or not 0 <= k < num:
-        raise ValueError(f"Expected a member index in 0..{num - 1}; got {k!r}.")
-    model = with_member(model, k)
-    if k == 0:
-        return model
-    spec = model.spec
-    step = steps[k].astype(np.int64)
-    perm = np.lexsort((spec.steps.position, step))
-    groups = tuple(tuple(int(e) for e in perm[step[perm] == s]) for s in range(int(step.max()) + 1))
-    new_spec = spec.replace(ordering=Explicit(tuple(int(e) for e in perm)), partition=ExplicitBlocks(groups))
-    assert np.array_equal(new_spec.steps.step, step)
-    d = new_spec.num_elements
-    components = []
-    for comp in model.components:
-        rows, elems = _block_schedule(step, np.asarray(comp.elements), new_spec.steps.num_steps, d)
-        components.append(
-            Component(
-                name=comp.name,
-                head=comp.head,
-                conditioner=comp.conditioner,
-                elements=comp.elements,
-                block_rows=jnp.asarray(rows),
-                block_elements=jnp.asarray(elems),
-            )
-        )
-    return Model(spec=new_spec, encoder=model.encoder, components=tuple(components))
-
-
-def ensemble_log_prob(model, data, context=None) -> Float[Array, " b"]:
-    """Ensemble density over the ``K`` members: ``log (1/K) sum_k p_k(x)`` (exact, normalised)."""
-    from ..model import flat_log_prob
-
-    num, _ = _made_components(model)
-    x, ctx = model._prepare(data, context)
-    terms = jnp.stack([flat_log_prob(with_member(model, k), x, ctx) for k in range(num)])
-    return jax.scipy.special.logsumexp(terms, axis=0) - math.log(num)
-
-
-def ensemble_sample(model, key: PRNGKeyArray, n: int, context=None) -> Float[Array, "n d"]:
-    """``n`` exact samples of the ensemble (flat): a uniform member per sample, then its ancestral sampler."""
-    num, _ = _made_components(model)
-    k_pick, k_draw = jax.random.split(key)
-    which = np.asarray(jax.random.randint(k_pick, (n,), 0, num))
-    out = np.zeros((n, model.spec.num_elements), np.float32)
-    for k in range(num):
-        idx = np.flatnonzero(which == k)
-        if idx.size:
-            ctx = None if context is None else np.asarray(context)[idx]
-            out[idx] = np.asarray(member_model(model, k).sample_flat(jax.random.fold_in(k_draw, k), int(idx.size), ctx))
-    return jnp.asarray(out)
-
-
-def fit_order_agnostic(
-    model,
-    data,
-    *,
-    context=None,
-    optimizer: optax.GradientTransformation | None = None,
-    num_steps: int = 1000,
-    batch_size: int = 128,
-    seed: int = 0,
-    validation=None,
-    validation_context=None,
-    eval_every: int = 100,
-):
-    """Maximum likelihood with a uniformly drawn member (ordering + hidden degrees) per minibatch.
-
-    **Arguments:** as ``arprob.fit`` (``optimizer`` default ``optax.adam(1e-3)``), plus
-        validation: optional held-out data; every ``eval_every`` steps its ensemble NLL
-            (``-mean ensemble_log_prob``, nats) is recorded in ``history["val_step"]`` /
-            ``history["val_nll"]`` and the best model is returned.
-
-    **Returns:** ``FitResult(model, history)``, the model at member 0. With ``K = 1`` this
-    is ordinary training.
-    """
-    from ..model import flat_log_prob
-    from ..train import FitResult, fit_tables, trainable_filter
-    from ..validation import as_context, as_flat
-
-    num, _ = _made_components(model)
-    x = np.asarray(as_flat(model.spec, data))
-    ctx = as_context(model.spec, context, x.shape[0])
-    ctx = None if ctx is None else np.asarray(ctx)
-    model = fit_tables(model, x)
-    history: dict[str, list[float]] = {"step": [], "loss": [], "member": []}
-    optimizer = optax.adam(1e-3) if optimizer is None else optimizer
-    params, static = eqx.partition(model, trainable_filter(model))
-    opt_state = optimizer.init(params)
-
-    @eqx.filter_jit
-    def train_step(params, opt_state, xb, cb, k):
-        def loss_fn(p):
-            return -jnp.mean(flat_log_prob(with_member(eqx.combine(p, static), k), xb, cb))
-
-        loss, grads = eqx.filter_value_and_grad(loss_fn)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return eqx.apply_updates(params, updates), opt_state, loss
-
-    val = None if validation is None else as_flat(model.spec, validation, what="validation")
-    best = (math.inf, params)
-    history.update({"val_step": [], "val_nll": []})
-
-    def evaluate(step: int, params) -> None:
-        nonlocal best
-        nll = float(-jnp.mean(ensemble_log_prob(eqx.combine(params, static), val, validation_context)))
-        history["val_step"].append(step)
-        history["val_nll"].append(nll)
-        if nll < best[0]:
-            best = (nll, params)
-
-    rng = np.random.default_rng(seed)
-    n = x.shape[0]
-    batch_size = min(batch_size, n)
-    order, pos = rng.permutation(n), 0
-    for step in range(num_steps):
-        if pos + batch_size > n:
-            order, pos = rng.permutation(n), 0
-        idx = order[pos : pos + batch_size]
-        pos += batch_size
-        k = int(rng.integers(num))
-        params, opt_state, loss = train_step(
-            params, opt_state, x[idx], None if ctx is None else ctx[idx], jnp.asarray(k, jnp.int32)
-        )
-        history["step"].append(step)
-        history["loss"].append(float(loss))
-        history["member"].append(k)
-        if val is not None and ((step + 1) % eval_every == 0 or step + 1 == num_steps):
-            evaluate(step + 1, params)
-    if val is not None:
-        params = best[1]
-    return FitResult(with_member(eqx.combine(params, static), 0), history)
-
-
-__all__: Sequence[str] = (
-    "MADE",
-    "MADEConditioner",
-    "ensemble_log_prob",
-    "ensemble_sample",
-    "fit_order_agnostic",
-    "member_model",
-    "num_members",
-    "with_member",
-)
+__all__: Sequence[str] = ("MADE", "MADEConditioner", "member_steps")

@@ -225,6 +225,15 @@ class TableConditioner(Conditioner):
         picked = jnp.take(self.rows(x), rows, mode="clip")
         return self.log_probs[picked], cache
 
+    def has_closed_form(self) -> bool:
+        return not self.fixed
+
+    def closed_form_stats(self, x: Float[Array, "b d"]) -> Float[Array, "rows k"]:
+        return self.counts(x)
+
+    def with_closed_form(self, stats: Float[Array, "rows k"]) -> "TableConditioner":
+        return self.with_counts(stats)
+
     def counts(self, x: Float[Array, "b d"]) -> Float[Array, "rows k"]:
         """Counts of (row, value) pairs in a batch of flat data."""
         import jax
