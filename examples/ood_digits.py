@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         args.steps = 20 if args.quick else 4000
     if args.quick:
         args.variants = args.variants[:1]
-    command = "python examples/ood_digits.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = " ".join(["python examples/ood_digits.py", *(sys.argv[1:] if argv is None else argv)])
     print(f"`{command}` (JAX {jax.__version__}, {jax.devices()[0].platform})\n")
     results = []
     for variant in args.variants:
