@@ -1,8 +1,9 @@
 """Detection and purification benchmarks (CPU), every ratio from one run.
 
-1. Detector overhead: ``Detector.score`` (chunked, padded, validated; plain NLL) against
-   the obvious plain loop of jitted ``flat_log_prob`` over the same 1024-record chunks
-   of the same validated array (target <= 1.10).
+1. Detector overhead: ``Detector.score`` (validated, chunked, padded; plain NLL) against
+   the obvious plain loop of ``model.log_prob`` (validated) over the same 1024-record
+   chunks of the same array (target <= 1.10), and against jitted ``flat_log_prob`` on
+   chunks of an array validated before the clock starts (no validation: the bare model).
 2. Purification (``ar.ood.purify``, box argmax at eps = 2 levels) of D = 784 images:
    cached scan vs the naive scan (one full network pass per step; target >= 20x) and
    cached purification vs cached sampling of as many records (target <= 1.5x), for
@@ -32,22 +33,27 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import best_times, write_results  # noqa: E402
 
 
-def detector_overhead(num_records: int, repeats: int) -> dict:
+def detector_overhead(num_records: int, repeats: int) -> list[dict]:
     spec = ar.Spec(variables=[ar.Binary("img", shape=(28, 28))], conditionals={"img": ar.Logistic()})
     model = ar.compile(spec, jax.random.key(0))
     x = np.random.default_rng(0).integers(0, 2, (num_records, 784)).astype(np.float32)
     det = ar.ood.Detector.fit(model, x[:1000], batch_size=1024)
 
     def plain():
-        out = []
-        for start in range(0, num_records, 1024):
-            out.append(np.asarray(ar.flat_log_prob(model, jnp.asarray(x[start : start + 1024]))))
-        return np.concatenate(out)
+        return np.concatenate([np.asarray(model.log_prob(x[s : s + 1024])) for s in range(0, num_records, 1024)])
 
+    def bare():
+        chunks = [xj[s : s + 1024] for s in range(0, num_records, 1024)]
+        return np.concatenate([np.asarray(ar.flat_log_prob(model, c)) for c in chunks])
+
+    xj = jnp.asarray(x)
     np.testing.assert_allclose(-det.score(x), plain(), rtol=1e-6)
-    t = best_times({"detector": lambda: det.score(x), "plain": plain}, repeats)
-    return {"case": f"Detector.score vs plain flat_log_prob loop, FVSBN D=784, {num_records} records",
-            "ours_s": t["detector"], "reference_s": t["plain"], "ratio": t["detector"] / t["plain"], "target": "<= 1.10"}
+    t = best_times({"detector": lambda: det.score(x), "plain": plain, "bare": bare}, repeats)
+    case = f"FVSBN D=784, {num_records} records"
+    return [{"case": f"Detector.score / model.log_prob loop, {case}", "ours_s": t["detector"],
+             "reference_s": t["plain"], "ratio": t["detector"] / t["plain"], "target": "<= 1.10"},
+            {"case": f"Detector.score / flat_log_prob on pre-validated data, {case}", "ours_s": t["detector"],
+             "reference_s": t["bare"], "ratio": t["detector"] / t["bare"], "target": "report"}]
 
 
 def purify_rows(batch: int, repeats: int) -> list[dict]:
@@ -83,7 +89,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    rows = [detector_overhead(args.records, args.repeats), *purify_rows(args.batch, max(1, args.repeats // 2))]
+    rows = [*detector_overhead(args.records, args.repeats), *purify_rows(args.batch, max(1, args.repeats // 2))]
     print(write_results("ood", rows, ["case", "ours_s", "reference_s", "ratio", "target"]))
 
 

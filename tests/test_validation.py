@@ -71,3 +71,17 @@ def test_traced_data_is_accepted_inside_jit():
     flat = MODEL.to_flat(good())
     jitted = jax.jit(lambda x: MODEL.log_prob(x))
     np.testing.assert_allclose(jitted(flat), MODEL.log_prob(flat), rtol=1e-6)
+
+
+def test_out_of_range_and_non_finite_data_raise_inside_jit_too():
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    spec = ar.Spec(variables=[ar.Categorical("c", 3), ar.Real("t")])
+    model = ar.compile(spec)
+    score = eqx.filter_jit(lambda c, t: model.log_prob({"c": c, "t": t}))
+    assert np.all(np.isfinite(score(jnp.array([0, 2]), jnp.array([0.5, -1.0]))))
+    for c, t, culprit in [([12, 1], [0.0, 0.0], "'c'"), ([-3, 1], [0.0, 0.0], "'c'"), ([1, 1], [np.nan, 0.0], "'t'"),
+                          ([0.5, 1], [0.0, 0.0], "'c'")]:
+        with pytest.raises(Exception, match=f"data\\[{culprit}\\]: a value is not among"):
+            jax.block_until_ready(score(jnp.array(c), jnp.array(t)))

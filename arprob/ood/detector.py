@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ..checkpoint import CheckpointError, load_model, read_verified, tree_digest, write_verified
 from ..data import as_source
 from ..errors import DataError
-from ..evaluate import evaluate
-from ..model import Model
+from ..model import Model, flat_log_prob
 from ..model import compile as compile_spec
 from ..train import fit
 from ..validation import as_flat
@@ -50,8 +50,26 @@ _SEGMENTS = ("calibration",)
 
 
 def _log_prob(model: Model, data, context, batch_size: int) -> np.ndarray:
-    """Chunked ``log p(x)`` (bounded memory; one compiled function per batch size)."""
-    return np.asarray(evaluate(model, data, context, batch_size=batch_size, return_log_prob=True).log_prob, np.float64)
+    """``log p(x)`` of every record: validated once, scored in padded chunks of
+    ``batch_size`` by the jitted ``flat_log_prob`` (one compiled shape; memory bounded by
+    a chunk for memory-mapped files and batch streams)."""
+    if batch_size < 1:
+        raise ValueError(f"Expected batch_size >= 1; got {batch_size}.")
+    source = as_source(model.spec, data, context)
+    if source.num_examples is not None:
+        batch_size = max(1, min(batch_size, source.num_examples))
+    out = []
+    for x, c, valid in source.sequential(batch_size):
+        ctx = None if c is None else jnp.asarray(_pad(c, batch_size))
+        lp = flat_log_prob(model, jnp.asarray(_pad(x, batch_size)), ctx)
+        out.append(np.asarray(lp, np.float64)[:valid])
+    if not out:
+        raise DataError("The data hold no records.")
+    return np.concatenate(out)
+
+
+def _pad(a: np.ndarray, size: int) -> np.ndarray:
+    return a if a.shape[0] == size else np.concatenate([a, np.repeat(a[:1], size - a.shape[0], axis=0)])
 
 
 def raw_scores(
@@ -126,10 +144,11 @@ class Detection:
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per record (for CSV / JSON lines)."""
+        columns = zip(self.scores, self.nll, self.bits_per_dim, self.p_values, self.flagged)
         return [
             {"index": i, "score": float(s), "nll_nats": float(n), "bits_per_dim": float(b), "p_value": float(p),
              "flagged": bool(f)}
-            for i, (s, n, b, p, f) in enumerate(zip(self.scores, self.nll, self.bits_per_dim, self.p_values, self.flagged))
+            for i, (s, n, b, p, f) in enumerate(columns)
         ]
 
 

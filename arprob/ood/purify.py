@@ -42,7 +42,8 @@ def _radii(model: Model, eps) -> np.ndarray:
     parts = []
     for v in spec.variables:
         e = per_var.get(v.name, 0)
-        if isinstance(e, bool) or not isinstance(e, (int, float, np.integer, np.floating)) or not np.isfinite(e) or e < 0:
+        number = isinstance(e, (int, float, np.integer, np.floating)) and not isinstance(e, bool)
+        if not number or not np.isfinite(e) or e < 0:
             raise DataError(f"purify: eps for {v.name!r} must be a finite number >= 0 (in levels); got {e!r}.")
         parts.append(np.full(v.size, float(e)))
     return np.concatenate(parts)
