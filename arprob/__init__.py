@@ -27,6 +27,7 @@ from .heads import DiscretizedLogisticMixture as DiscretizedLogisticMixture
 from .heads import Gaussian as Gaussian
 from .heads import GaussianMixture as GaussianMixture
 from .heads import LogisticMixture as LogisticMixture
+from .interop import numpyro_dist as numpyro  # noqa: F401  (ar.numpyro; does not shadow the numpyro package)
 from .interop.bif import read_bif as read_bif
 from .interop.bif import write_bif as write_bif
 from .model import Model as Model

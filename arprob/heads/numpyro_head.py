@@ -121,17 +121,20 @@ class NumPyroHead(Head):
 
         return biject_to(self.distribution_class.arg_constraints[name])
 
-    def constrained(self, params) -> dict:
-        """The distribution's parameters from the unconstrained network outputs ``(n, P)``."""
+    def constrained(self, params, *, integer: bool = False) -> dict:
+        """The distribution's parameters from the unconstrained network outputs ``(n, P)``.
+        Fixed values are floats of the params' dtype (exact log-probabilities in float64);
+        ``integer=True`` gives integer-constrained ones as int32 (NumPyro's samplers index by them)."""
         out = {name: self._bijection(name)(params[:, i]) for i, name in enumerate(self.params)}
         constraints = self.distribution_class.arg_constraints
-        for name, v in self.fixed:  # integer parameters (a binomial's total_count) stay integers
-            out[name] = jnp.asarray(v, jnp.int32 if constraints[name].is_discrete else params.dtype)
+        for name, v in self.fixed:
+            as_int = integer and constraints[name].is_discrete
+            out[name] = jnp.asarray(v, jnp.int32 if as_int else params.dtype)
         return out
 
-    def distribution_of(self, params):
+    def distribution_of(self, params, *, integer: bool = False):
         """The NumPyro distribution of every row, batch shape ``(n,)``."""
-        return self.distribution_class(**self.constrained(params))
+        return self.distribution_class(**self.constrained(params, integer=integer))
 
     @property
     def _support(self):
@@ -169,35 +172,98 @@ class NumPyroHead(Head):
     def is_discrete(self) -> bool:
         return bool(self._support.is_discrete)
 
-    @property
-    def has_icdf(self) -> bool:
-        """Whether NumPyro implements (and can run) this distribution's inverse CDF."""
+    def _runs(self, method: str) -> bool:
         try:
-            jax.eval_shape(lambda p, u: self.distribution_of(p).icdf(u), jnp.zeros((1, self.num_params)),
+            jax.eval_shape(lambda p, u: getattr(self.distribution_of(p), method)(u), jnp.ones((1, self.num_params)),
                            jnp.full((1,), 0.5))
         except (NotImplementedError, ImportError):
             return False
         return True
 
     @property
+    def has_icdf(self) -> bool:
+        """Whether NumPyro implements (and can run) this distribution's inverse CDF."""
+        return self._runs("icdf")
+
+    @property
+    def sampler(self) -> str:
+        """How draws are made: ``"icdf"`` (NumPyro's inverse CDF of the uniform), ``"cdf"``
+        (its CDF inverted by search: bisection for reals, integer search for counts, to float
+        precision) or ``"own"`` (NumPyro's sampler, keyed by two uniforms)."""
+        from numpyro.distributions import constraints
+
+        if self.has_icdf:
+            return "icdf"
+        support = self._support
+        searchable = (constraints.real, constraints.positive, constraints.unit_interval, constraints.nonnegative_integer)
+        if any(support is c or type(support) is type(c) and support == c for c in searchable) and self._runs("cdf"):
+            return "cdf"
+        return "own"
+
+    @property
     def num_uniforms(self) -> int:  # type: ignore[override]
-        return 1 if self.has_icdf else 2
+        return 2 if self.sampler == "own" else 1
 
     def log_prob(self, params, values):
         return self.distribution_of(params).log_prob(values).astype(params.dtype)
 
     def sample_uniform(self, u, params):
+        how = self.sampler
         d = self.distribution_of(params)
-        if u.shape[-1] == 1:
+        if how == "icdf":
             tiny = jnp.finfo(u.dtype).tiny
             return d.icdf(jnp.clip(u[:, 0], tiny, 1.0 - jnp.finfo(u.dtype).epsneg)).astype(params.dtype)
-        # No inverse CDF: NumPyro's own sampler, keyed by the bits of the row's two uniforms.
+        if how == "cdf":
+            return _invert_cdf(d, self._support, u[:, 0]).astype(params.dtype)
+        # NumPyro's own sampler, keyed by the bits of the row's two uniforms.
         bits = jax.lax.bitcast_convert_type(u, jnp.uint32 if u.dtype == jnp.float32 else jnp.uint64)
         bits = bits.astype(jnp.uint32) if bits.dtype == jnp.uint32 else (bits ^ (bits >> 32)).astype(jnp.uint32)
         keys = jax.vmap(lambda b: jax.random.wrap_key_data(b, impl="threefry2x32"))(bits)
-        draw = jax.vmap(lambda k, p: self.distribution_of(p[None]).sample(k)[0])(keys, params)
+        draw = jax.vmap(lambda k, p: self.distribution_of(p[None], integer=True).sample(k)[0])(keys, params)
         return draw.astype(params.dtype)
 
     def split_params(self, params):
         return self.constrained(params)
 
+
+
+def _invert_cdf(d, support, u):
+    """``F^{-1}(u)`` by search on NumPyro's CDF ``F``: for counts the least integer ``j`` with
+    ``F(j) > u`` (so ``P(j) = F(j) - F(j - 1)``), for reals the point where ``F`` crosses
+    ``u`` to float precision. A bracket grows by doubling (64 steps), then bisection."""
+    from numpyro.distributions import constraints
+
+    dtype = u.dtype
+    counts = support is constraints.nonnegative_integer
+    if support is constraints.unit_interval:
+        lo, hi = jnp.zeros_like(u), jnp.ones_like(u)
+    else:
+        lo = jnp.zeros_like(u) if counts or support is constraints.positive else -jnp.ones_like(u)
+        hi = jnp.ones_like(u)
+
+        def grow(_, b):
+            lo, hi = b
+            if not (counts or support is constraints.positive):
+                lo = jnp.where(d.cdf(lo) > u, 2 * lo, lo)
+            return lo, jnp.where(d.cdf(hi) <= u, 2 * hi, hi)
+
+        lo, hi = jax.lax.fori_loop(0, 64, grow, (lo, hi))
+    if counts:  # invariant: F(lo - 1) <= u < F(hi); answer in [lo, hi]
+        def halve(_, b):
+            lo, hi = b
+            mid = jnp.floor((lo + hi) / 2)
+            above = d.cdf(mid) > u
+            return jnp.where(above, lo, mid + 1), jnp.where(above, mid, hi)
+
+        lo, hi = jax.lax.fori_loop(0, 70, halve, (lo, hi))
+        return lo
+    finfo = jnp.finfo(dtype)
+
+    def bisect(_, b):
+        lo, hi = b
+        mid = lo + (hi - lo) / 2
+        above = d.cdf(mid) > u
+        return jnp.where(above, lo, mid), jnp.where(above, mid, hi)
+
+    lo, hi = jax.lax.fori_loop(0, 64 + finfo.nmant + 8, bisect, (lo, hi))
+    return lo + (hi - lo) / 2
