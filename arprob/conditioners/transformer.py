@@ -127,11 +127,89 @@ def _split(x, heads: int):
 
 
 def _attend(q, k, v, valid):
-    """``q (Q, H, dh)``, ``k, v (K, H, dh)``, ``valid (Q, K)`` -> ``(Q, H * dh)``."""
+    """``q (Q, H, dh)``, ``k, v (K, H, dh)``, ``valid (Q, K)`` -> ``(Q, H * dh)``.
+
+    Dense: holds the ``(H, Q, K)`` scores. Used by the KV-cached step (``Q`` = one block)
+    and as the reference of :func:`blocked_attend`."""
     scores = jnp.einsum("qhd,khd->hqk", q, k) / math.sqrt(q.shape[-1])
     weights = jax.nn.softmax(jnp.where(valid[None], scores, _NEG), axis=-1)
     out = jnp.einsum("hqk,khd->qhd", weights, v)
     return out.reshape(out.shape[0], -1)
+
+
+_PAD_STEP = 2**30  # step of padding rows: no real element reads them; they read every real one
+
+
+def attention_tiles(n: int, tile: int) -> tuple[int, int]:
+    """``(T, B)``: ``n`` rows cut into ``T = ceil(n / tile)`` tiles of ``B`` rows (a multiple of
+    8, ``T B >= n``; e.g. 784 rows, tile 128 -> 7 tiles of 112)."""
+    t = max(1, -(-n // tile))
+    return t, 8 * (-(-n // (8 * t)))
+
+
+def blocked_attend(q, k, v, q_step, k_step, *, same_step: bool, start=None, tile: int = 128):
+    """Attention under the step rule in ``B x B`` tiles with an online softmax (flash-style).
+
+    ``q (N, H, dh)``, ``k, v (N, H, dh)``, ``q_step, k_step (N,)`` int -> ``(N, H * dh)``:
+    query ``i`` attends key ``j`` iff ``may_read(q_step, k_step, same_step)[i, j]``, plus the
+    always-visible ``start = (k0, v0)`` (each ``(H, dh)``) when given; equal to :func:`_attend`
+    up to float rounding. Per query tile it keeps the running max ``m``, normaliser ``l`` and
+    numerator ``a`` and, for each key tile ``t`` with scores ``s_t``,
+
+        m' = max(m, max_j s_tj),   l' = l e^(m - m') + sum_j e^(s_tj - m'),
+        a' = a e^(m - m') + sum_j e^(s_tj - m') v_j,        out = a / l,
+
+    so at most ``H B^2`` scores exist at a time (not ``H N^2``). A key tile no query of the
+    tile may read (``may_read`` of the tile's largest query step and smallest key step is
+    False) is skipped by ``lax.cond``: with rows sorted by step (as the transformer sorts
+    them) that is every tile above the diagonal, half of the work. Every query must read at
+    least one key (itself with ``same_step``, or ``start``)."""
+    n, heads, dh = q.shape
+    nt, b = attention_tiles(n, tile)
+    pad = nt * b - n
+    dtype = q.dtype
+    if pad:
+        zeros = jnp.zeros((pad, heads, dh), dtype)
+        q, k, v = (jnp.concatenate([a, zeros]) for a in (q, k, v))
+        fill = jnp.full((pad,), _PAD_STEP, q_step.dtype)
+        q_step, k_step = jnp.concatenate([q_step, fill]), jnp.concatenate([k_step, fill.astype(k_step.dtype)])
+    tiles = lambda a: a.reshape(nt, b, *a.shape[1:])
+    qt, kt, vt, qst, kst = map(tiles, (q, k, v, q_step, k_step))
+    visible = may_read(jnp.max(qst, axis=1), jnp.min(kst, axis=1), same_step=same_step)  # (T, T) tiles
+    root = math.sqrt(dh)
+    if start is None:
+        init = (jnp.full((heads, b), _NEG, dtype), jnp.zeros((heads, b), dtype), jnp.zeros((heads, b, dh), dtype))
+    else:
+        k0, v0 = start
+
+    def query_tile(_, xs):
+        qi, qsi, vis = xs
+        if start is not None:
+            s0 = jnp.einsum("qhd,hd->hq", qi, k0) / root
+            state = (s0, jnp.ones_like(s0), jnp.broadcast_to(v0[:, None, :], (heads, b, dh)).astype(dtype))
+        else:
+            state = init
+
+        def key_tile(state, ys):
+            kj, vj, ksj, vis_j = ys
+
+            def update(state):
+                m, l, a = state
+                s = jnp.einsum("qhd,khd->hqk", qi, kj) / root
+                ok = may_read(qsi, ksj, same_step=same_step)[None]
+                m_new = jnp.maximum(m, jnp.max(jnp.where(ok, s, _NEG), axis=-1))
+                p = jnp.where(ok, jnp.exp(s - m_new[..., None]), 0.0)
+                corr = jnp.exp(m - m_new)
+                return m_new, l * corr + p.sum(-1), a * corr[..., None] + jnp.einsum("hqk,khd->hqd", p, vj)
+
+            return jax.lax.cond(vis_j, update, lambda st: st, state), None
+
+        (_, l, a), _ = jax.lax.scan(key_tile, state, (kt, vt, kst, vis))
+        out = a / l[..., None]  # (H, B, dh)
+        return None, jnp.swapaxes(out, 0, 1).reshape(b, heads * dh)
+
+    _, out = jax.lax.scan(query_tile, None, (qt, qst, visible))
+    return out.reshape(nt * b, heads * dh)[:n]
 
 
 def sinusoidal_code(coords: np.ndarray, width: int) -> np.ndarray:
@@ -176,6 +254,7 @@ class TransformerConditioner(Conditioner):
     prev_elements: Int[Array, "s m"]
     pos_in_block: Int[Array, " d1"]
     num_heads: int = eqx.field(static=True)
+    attention_tile: int = eqx.field(static=True, default=128)  # rows per tile of the full pass
 
     # ---------------------------------------------------------------- pieces
     def _code(self, idx):
@@ -215,19 +294,26 @@ class TransformerConditioner(Conditioner):
 
     # ------------------------------------------------------------ full pass
     def __call__(self, x, feats, context):
-        d = self.step_of.shape[0]
-        all_idx = jnp.arange(d)
-        kv_in = self.ln_kv(jnp.concatenate([self._tokens(feats, all_idx), self._start(context)[None]], axis=0))
-        h = self._query0(all_idx, context)
-        step = self.step_of
-        valid1 = jnp.concatenate([may_read(step, step), jnp.ones((d, 1), bool)], axis=1)
-        valid = may_read(step, step, same_step=True)
+        # tokens in step order (stable sort), so the key tiles a query tile may not read
+        # are those above the diagonal and blocked_attend skips them; rows are per-element,
+        # so the order changes only the summation order inside attention
+        order = jnp.argsort(self.step_of, stable=True)
+        step = self.step_of[order]
+        kv_in = self.ln_kv(self._tokens(feats, order))
+        h = self._query0(order, context)
+        start = self.ln_kv(self._start(context)[None])
         for l, blk in enumerate(self.blocks):
             xq = blk.ln_q(h)
             k, v = self._kv(blk, kv_in if l == 0 else xq)
-            att = _attend(_split(xq @ blk.wq, self.num_heads), k, v, valid1 if l == 0 else valid)
+            q = _split(xq @ blk.wq, self.num_heads)
+            if l == 0:  # cross-attention to earlier steps' content and the start token
+                k0, v0 = self._kv(blk, start)
+                att = blocked_attend(q, k, v, step, step, same_step=False, start=(k0[0], v0[0]), tile=self.attention_tile)
+            else:
+                att = blocked_attend(q, k, v, step, step, same_step=True, tile=self.attention_tile)
             h = blk.mlp(h + att @ blk.wo + blk.bo)
-        return self._readout(h[self.elements[:-1]])
+        rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0], dtype=order.dtype))
+        return self._readout(h[rank[self.elements[:-1]]])
 
     # ------------------------------------------------------------- KV cache
     def init_cache(self, context):
@@ -246,7 +332,7 @@ class TransformerConditioner(Conditioner):
             cache.append((k, v))
         return tuple(cache)
 
-    def step(self, cache, x, feats, context, s, rows):
+    def block_params(self, cache, x, feats, context, s, rows):
         prev, cur = self.prev_elements[s], self.block_elements[s]
         kv_new = self.ln_kv(self._tokens(feats, prev))
         h = self._query0(cur, context)
