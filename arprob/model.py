@@ -51,6 +51,9 @@ def compile(spec: Spec, key: PRNGKeyArray | None = None) -> "Model":
         spec: a validated ``Spec``.
         key: PRNG key for weight initialisation (default ``jax.random.key(0)``).
     """
+    from .budget import check_budget  # refuse a model over the memory budget before allocating it
+
+    check_budget(spec)
     key = jax.random.key(0) if key is None else key
     layout, steps = spec.layout, spec.steps
     components = []

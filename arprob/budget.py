@@ -1,0 +1,531 @@
+"""Memory budgets checked before anything is allocated: estimates from the spec alone.
+
+``estimate(spec)`` reads only the spec's sizes (elements ``n`` of each variable, the
+model's ``D`` elements and ``F`` input features, the head's ``p`` parameters per element
+and the family's hyperparameters) and returns, per variable,
+
+- ``num_params``: float parameters of its conditioner and head (exact for ``Logistic``,
+  ``MADE`` and ``Table``; the dominant terms for the other families);
+- ``build_bytes``: host memory ``compile`` needs transiently for it. ``compile`` builds
+  a dense ``(n, D)`` boolean connectivity for every variable (``masks.allowed_inputs``)
+  and ``Logistic``/``MADE`` derive ``(n p, F)`` masks from it, so this is at least
+  ``n D`` bytes whatever the family;
+- ``fixed_bytes``: per-call memory of ``log_prob`` independent of the batch (the masked
+  copy of a dense weight: ``where(mask, W, 0)`` before the product);
+- ``log_prob_bytes`` / ``sample_bytes``: memory per example of one teacher-forced pass
+  and of one ancestral sample (cache, pre-drawn uniforms ``S m U``, the sample).
+
+With ``P`` the parameter bytes, the peak of compiling is ``P + max_v build_bytes(v)`` and
+that of scoring a batch of ``B`` is ``P + sum fixed + B * sum log_prob_bytes``.
+``check_budget`` (called at the top of ``compile``, hence by every loader that compiles)
+raises ``SpecError`` naming the costliest variable and conditional, its count, the
+estimate and the budget, and a smaller family that fits. ``batch_size_for`` is the largest
+batch whose peak fits (``evaluate`` uses it).
+
+The budget is ``set_memory_budget(bytes)``, else the environment variable
+``ARPROB_MEMORY_BUDGET`` (bytes, or with a unit: ``"8GB"``, ``"512MiB"``), else the
+machine's available memory (``MemAvailable`` of ``/proc/meminfo``, else
+``os.sysconf``). ``estimate(spec, exact=True)`` adds the exact array shapes of
+``jax.eval_shape(lambda: compile(spec))`` (no device array is allocated; it runs only
+once the formula says the host-side build fits).
+
+Formulas for a user's own family: ``register_estimator(kind)(fn)`` with
+``fn(cond, var, spec, n, p) -> ComponentEstimate``; an unregistered kind is counted by
+``eval_shape`` of its build (its host-side arrays are then the user's own code).
+This module imports only the declaration layer (``spec/``), so the spec can call it too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+from .errors import SpecError
+
+ENV_VAR = "ARPROB_MEMORY_BUDGET"
+#: host bytes per element of a ``Spec``'s own arrays (layout and steps: about a dozen
+#: int64 vectors of length D, with room for temporaries)
+SPEC_BYTES_PER_ELEMENT = 256
+
+_explicit_budget: int | None = None
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+          "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+# ------------------------------------------------------------------- the budget
+def parse_bytes(value: int | float | str) -> int:
+    """Bytes from ``1e9``, ``"8GB"``, ``"512 MiB"`` (decimal and binary units)."""
+    if isinstance(value, bool):
+        raise ValueError(f"Expected a number of bytes; got {value!r}.")
+    if isinstance(value, (int, float)):
+        out = value
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*", str(value))
+        if not m or m.group(2).lower() not in _UNITS:
+            raise ValueError(f"Expected a number of bytes such as 8000000000, '8GB' or '512MiB'; got {value!r}.")
+        out = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if not math.isfinite(out) or out <= 0:
+        raise ValueError(f"Expected a positive number of bytes; got {value!r}.")
+    return int(out)
+
+
+def available_memory() -> int:
+    """Bytes the machine can give now: ``MemAvailable`` (Linux), else free pages x page size."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not a POSIX system
+        return 8 * 2**30
+
+
+def set_memory_budget(nbytes: int | float | str | None) -> None:
+    """Set the memory budget of every check (``None``: back to the environment / machine default)."""
+    global _explicit_budget
+    _explicit_budget = None if nbytes is None else parse_bytes(nbytes)
+
+
+def memory_budget() -> int:
+    """The budget in bytes: ``set_memory_budget``, else ``$ARPROB_MEMORY_BUDGET``, else the
+    machine's available memory."""
+    if _explicit_budget is not None:
+        return _explicit_budget
+    env = os.environ.get(ENV_VAR)
+    if env:
+        try:
+            return parse_bytes(env)
+        except ValueError as err:
+            raise SpecError(f"${ENV_VAR}: {err}") from None
+    return available_memory()
+
+
+def format_bytes(n: float) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def _how_to_raise() -> str:
+    return f"raise it with ar.set_memory_budget(bytes) or ${ENV_VAR}"
+
+
+def check_num_elements(num_elements: int, where: str = "spec") -> None:
+    """Refuse a spec whose ``D`` elements alone (layout and steps, ``SPEC_BYTES_PER_ELEMENT``
+    each) exceed the budget, before its arrays exist (a file can declare any shape)."""
+    budget = memory_budget()
+    need = num_elements * SPEC_BYTES_PER_ELEMENT
+    if need > budget:
+        raise SpecError(
+            f"{where}: {num_elements} elements need about {format_bytes(need)} for the layout alone, over the "
+            f"memory budget of {format_bytes(budget)}; {_how_to_raise()}."
+        )
+
+
+# ------------------------------------------------------------------ estimates
+@dataclasses.dataclass(frozen=True)
+class ComponentEstimate:
+    """Memory of one variable's conditioner and head (bytes at the estimate's itemsize).
+
+    Attributes:
+        name, kind: the variable and its conditional family.
+        num_elements: ``n``.
+        num_params: float parameters.
+        param_bytes: bytes of every array the conditioner stores (parameters and index buffers).
+        build_bytes: transient host bytes of ``compile`` for this variable.
+        fixed_bytes: per-call bytes of ``log_prob`` independent of the batch.
+        log_prob_bytes: bytes per example of the teacher-forced pass.
+        sample_bytes: bytes per example of ancestral sampling (cache, uniforms, sample).
+    """
+
+    name: str
+    kind: str
+    num_elements: int
+    num_params: int
+    param_bytes: int
+    build_bytes: int
+    fixed_bytes: int
+    log_prob_bytes: int
+    sample_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """Estimates of a whole model (see the module docstring for the peaks)."""
+
+    components: tuple[ComponentEstimate, ...]
+    itemsize: int
+    exact_param_bytes: int | None = None
+
+    @property
+    def num_params(self) -> int:
+        return sum(c.num_params for c in self.components)
+
+    @property
+    def param_bytes(self) -> int:
+        return self.exact_param_bytes if self.exact_param_bytes is not None else sum(
+            c.param_bytes for c in self.components)
+
+    @property
+    def compile_bytes(self) -> int:
+        """Peak of ``compile``: every stored array plus the largest transient build."""
+        return self.param_bytes + max(c.build_bytes for c in self.components)
+
+    @property
+    def fixed_bytes(self) -> int:
+        return sum(c.fixed_bytes for c in self.components)
+
+    @property
+    def log_prob_bytes(self) -> int:
+        return sum(c.log_prob_bytes for c in self.components)
+
+    @property
+    def sample_bytes(self) -> int:
+        return sum(c.sample_bytes for c in self.components)
+
+    def peak_bytes(self, batch_size: int = 1, what: str = "log_prob") -> int:
+        """Peak of scoring (``"log_prob"``), sampling (``"sample"``) or one training step
+        (``"fit"``: activations kept for the backward pass and the gradient, about 3x the
+        scoring activations, and Adam's two moments) of a batch."""
+        if what == "log_prob":
+            return self.param_bytes + self.fixed_bytes + batch_size * self.log_prob_bytes
+        if what == "sample":
+            return self.param_bytes + batch_size * self.sample_bytes
+        if what == "fit":
+            return 4 * self.param_bytes + 2 * self.fixed_bytes + 3 * batch_size * self.log_prob_bytes
+        raise ValueError(f"Expected what='log_prob', 'sample' or 'fit'; got {what!r}.")
+
+    def batch_size_for(self, budget: int | None = None, what: str = "log_prob") -> int:
+        """The largest batch whose peak fits ``budget`` (0 when not even one example fits)."""
+        budget = memory_budget() if budget is None else budget
+        one = self.peak_bytes(1, what)
+        if one > budget:
+            return 0
+        per = max(self.peak_bytes(2, what) - one, 1)
+        return 1 + (budget - one) // per
+
+    def table(self) -> str:
+        """A markdown table of the per-variable estimates."""
+        rows = ["| variable | conditional | elements | parameters | stored | compile (transient) | log_prob/example"
+                " | sample/example |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for c in self.components:
+            rows.append(f"| {c.name} | {c.kind} | {c.num_elements} | {c.num_params} | {format_bytes(c.param_bytes)} | "
+                        f"{format_bytes(c.build_bytes)} | {format_bytes(c.log_prob_bytes)} | "
+                        f"{format_bytes(c.sample_bytes)} |")
+        return "\n".join(rows)
+
+
+Estimator = Callable[..., ComponentEstimate]
+ESTIMATORS: dict[str, Estimator] = {}
+
+
+def register_estimator(kind: str) -> Callable[[Estimator], Estimator]:
+    """Register ``fn(cond, var, spec, n, p) -> ComponentEstimate`` for conditional ``kind``."""
+
+    def deco(fn: Estimator) -> Estimator:
+        ESTIMATORS[kind] = fn
+        return fn
+
+    return deco
+
+
+def _itemsize() -> int:
+    import jax.numpy as jnp
+
+    return jnp.dtype(jnp.result_type(float)).itemsize
+
+
+def _sizes(spec) -> tuple[int, int, int, int, int]:
+    """``D``, ``F``, ``S``, the largest block ``m`` and the context size."""
+    import numpy as np
+
+    layout, steps = spec.layout, spec.steps
+    m = max(1, int(np.bincount(steps.step, minlength=1).max()))  # O(D), not the O(S D) block table
+    return layout.num_elements, layout.num_features, steps.num_steps, m, spec.context_size
+
+
+def _common(spec, n: int, p: int, u: int) -> tuple[int, int]:
+    """Host bytes of ``compile``'s ``(n, D)`` connectivity and the per-example bytes every
+    sampler needs (the sample, the features, the uniforms ``S m U``) at itemsize 1."""
+    d, f, s, m, _ = _sizes(spec)
+    return n * d, d + f + s * m * u
+
+
+def _est(cond, var, spec, n, p, *, params: int, buffers: int, build: int, fixed: int, lp: int, smp: int):
+    it = _itemsize()
+    u = int(getattr(cond.bind_head(var), "num_uniforms", 1))
+    connectivity, sample_common = _common(spec, n, p, u)
+    return ComponentEstimate(
+        name=var.name, kind=type(cond).kind, num_elements=n, num_params=int(params),
+        param_bytes=int(params * it + buffers), build_bytes=int(connectivity + build), fixed_bytes=int(fixed * it),
+        log_prob_bytes=int(lp * it), sample_bytes=int((smp + sample_common) * it),
+    )
+
+
+@register_estimator("logistic")
+def _logistic(cond, var, spec, n, p):
+    d, f, _, _, c = _sizes(spec)
+    params = n * p * (f + 1 + c)
+    # feature_allowed (n, F) and its repeat (n p, F) as bool; a parent mask adds (n, F)
+    build = n * f + n * p * f + (n * f if cond.parent_names is not None else 0)
+    buffers = 4 * (f + n) + (n * f if cond.parent_names is not None else 0)
+    return _est(cond, var, spec, n, p, params=params, buffers=buffers, build=build,
+                fixed=n * p * f, lp=d + f + 2 * n * p, smp=n * p)
+
+
+@register_estimator("made")
+def _made(cond, var, spec, n, p):
+    d, f, s, _, c = _sizes(spec)
+    hidden, k = tuple(cond.hidden), int(cond.num_orderings)
+    widths = (f,) + hidden
+    params = sum(widths[i] * widths[i + 1] + widths[i + 1] for i in range(len(hidden)))
+    params += (hidden[0] * c if (c and hidden) else 0) + n * p * ((hidden[-1] if hidden else 0) + 1)
+    params += n * p * f if cond.direct else 0
+    params += n * p * c if c else 0
+    # degree vectors, schedule tables (K, S, u) and member steps (int32)
+    buffers = 4 * (k * (f + n + sum(hidden) + d) + 3 * f + n + sum(k * s * max(1, -(-h // max(s, 1))) for h in hidden))
+    # host masks: every layer's (h, h_prev), the output and direct plans (n p, h_L) and (n p, F)
+    build = sum(widths[i] * widths[i + 1] for i in range(len(hidden))) + n * p * ((hidden[-1] if hidden else 0) + f)
+    weights = params - n * p * (1 + c)
+    return _est(cond, var, spec, n, p, params=params, buffers=buffers, build=build, fixed=weights,
+                lp=d + f + 2 * sum(hidden) + 2 * n * p, smp=k * sum(hidden) + n * p)
+
+
+@register_estimator("table")
+def _table(cond, var, spec, n, p):
+    d, _, _, _, _ = _sizes(spec)
+    layout, steps = spec.layout, spec.steps
+    elements = layout.elements_of(var.name)
+    rows = sum(cond._rows_per_element(layout, steps, elements))  # bounded by Table's own cell limit
+    k = var.num_values
+    return _est(cond, var, spec, n, p, params=rows * k, buffers=4 * (n * d + 2 * n), build=4 * n * d + 8 * rows * k,
+                fixed=0, lp=2 * d + 2 * n * k, smp=n * k)
+
+
+@register_estimator("transformer")
+def _transformer(cond, var, spec, n, p):
+    d, f, s, m, c = _sizes(spec)
+    w, big_l, r, h = cond.width, cond.num_layers, cond.mlp_ratio, cond.num_heads
+    layout = spec.layout
+    w_in = int(layout.feature_width.max())
+    coords = (sum(int(layout.coords[:, i].max()) + 1 for i in range(3)) + len(spec.variables)) * w
+    params = big_l * (4 * w * w + 2 * r * w * w + (6 + r) * w) + len(spec.variables) * (w_in + 1) * w
+    params += (coords if cond.coordinate_coding == "learned" else d * w) + 4 * w + w * p + p + 2 * c * w
+    buffers = 4 * (d * (6 + w_in) + 3 * s * m)
+    build = 8 * d * w + 8 * d * (w_in + 5)
+    lp = big_l * (d * w * (6 + r) + 2 * h * d * d) + d * (w + f) + n * p
+    return _est(cond, var, spec, n, p, params=params, buffers=buffers, build=build, fixed=params, lp=lp,
+                smp=big_l * 4 * (d + 1) * w + 8 * w * (1 + r) + 2 * h * d)
+
+
+@register_estimator("pixelcnn")
+def _pixelcnn(cond, var, spec, n, p):
+    d, f, _, _, c = _sizes(spec)
+    ch, big_l, k = cond.channels, cond.num_layers, cond.kernel_size
+    a1 = k // 2 + 1
+    w = int(spec.layout.feature_width[spec.layout.elements_of(var.name)[0]])
+    cc = var.shape[-1] if len(var.shape) == 3 else 1
+    cin = cc * w + 1
+    per = lambda c_in: a1 * k * c_in * 2 * ch + 4 * ch * ch + a1 * c_in * 2 * ch + 5 * ch + ch * ch + 4 * c * ch
+    params = per(cin) + (big_l - 1) * per(ch) + ch * ch + ch + c * ch + ch * cc * p + cc * p
+    pixels = -(-n // cc)
+    buffers = 4 * (n * (w + 3) + 5 * pixels) + big_l * (a1 * max(cin, ch) * 2 * ch + ch * ch)
+    lp = big_l * pixels * ch * 12 + pixels * cin + d + f + 2 * n * p
+    smp = big_l * pixels * ch * 8 // max(1, int(var.shape[0]) if var.shape else 1) + big_l * 4 * ch * k * 8 + 2 * n * p
+    return _est(cond, var, spec, n, p, params=params, buffers=buffers, build=8 * pixels * (cin + 4), fixed=params,
+                lp=lp, smp=smp)
+
+
+def _sequence_slots(spec, n: int) -> tuple[int, int, int]:
+    """Sequence length ``L`` (every step), slots ``m`` and input size per position
+    (``conditioners.sequence.SequencePlan``: ``m`` feature slots and coordinate codes)."""
+    _, _, s, m, _ = _sizes(spec)
+    nvar = len(spec.variables)
+    w = int(spec.layout.feature_width.max())
+    return s, m, m * w + m * (4 + (nvar if nvar > 1 else 0))
+
+
+@register_estimator("wavenet")
+def _wavenet(cond, var, spec, n, p):
+    d, f, _, _, c = _sizes(spec)
+    length, m, i = _sequence_slots(spec, n)
+    ch, k, big_l = cond.channels, cond.kernel_size, cond.num_layers
+    params = big_l * (k * ch * 2 * ch + 2 * ch + c * 2 * ch + 2 * ch * ch + 2 * ch) + k * i * ch + ch
+    params += ch * ch + ch + c * ch + ch * m * p + m * p
+    reach = (k - 1) * sum(2 ** (j % (cond.dilation_cycle or big_l)) for j in range(big_l))
+    return _est(cond, var, spec, n, p, params=params, buffers=4 * (3 * n + 4 * d), build=12 * length * i, fixed=params,
+                lp=length * (big_l * ch * (k + 8) + k * i) + d + f + 2 * n * p,
+                smp=2 * (min(reach, length) * ch + big_l * ch * (k + 8) + n * p))
+
+
+@register_estimator("rnn")
+def _rnn(cond, var, spec, n, p):
+    d, f, _, _, c = _sizes(spec)
+    length, m, i = _sequence_slots(spec, n)
+    h = cond.hidden
+    gates = 4 if cond.cell == "lstm" else 3
+    params = gates * h * (i + c + h) + 4 * h + h * h + h + c * h + h * m * p + m * p
+    return _est(cond, var, spec, n, p, params=params, buffers=4 * (3 * n + 4 * d), build=12 * length * i, fixed=params,
+                lp=length * (h * (gates + 4) + i) + d + f + 2 * n * p, smp=h * (gates + 4) + n * p)
+
+
+def _by_eval_shape(cond, var, spec, n, p) -> ComponentEstimate:
+    """A family without a formula: its exact array shapes by ``eval_shape`` of its build."""
+    import jax
+    import numpy as np
+
+    from .conditioners.base import ConditionerContext
+    from .masks import allowed_inputs
+    from .spec.layout import component_schedule
+
+    layout, steps = spec.layout, spec.steps
+    elements = layout.elements_of(var.name)
+    rows, _ = component_schedule(steps, elements)
+    ctx = ConditionerContext(layout=layout, steps=steps, variable=var, elements=elements,
+                             allowed=allowed_inputs(layout, steps, elements, cond.parent_names),
+                             head=cond.bind_head(var), context_size=spec.context_size, block_rows=rows)
+    shapes = jax.eval_shape(lambda: cond.build(ctx, key=jax.random.key(0)))
+    leaves = [x for x in jax.tree_util.tree_leaves(shapes) if hasattr(x, "shape")]
+    floats = [x for x in leaves if np.issubdtype(x.dtype, np.inexact)]
+    params = sum(math.prod(x.shape) for x in floats)
+    buffers = sum(math.prod(x.shape) * x.dtype.itemsize for x in leaves if x not in floats)
+    return _est(cond, var, spec, n, p, params=params, buffers=buffers, build=0, fixed=params,
+                lp=spec.num_elements + layout.num_features + 2 * n * p, smp=n * p)
+
+
+def estimate_components(spec) -> tuple[ComponentEstimate, ...]:
+    """One ``ComponentEstimate`` per variable, by its family's registered formula."""
+    comps = []
+    for var, (name, cond) in zip(spec.variables, spec.conditionals):
+        p = int(cond.bind_head(var).num_params)
+        fn = ESTIMATORS.get(type(cond).kind, _by_eval_shape)
+        comps.append(fn(cond, var, spec, int(var.size), p))
+    return tuple(comps)
+
+
+def estimate(spec, *, exact: bool = False) -> Estimate:
+    """Memory estimates of ``spec``'s model from the spec alone (nothing is allocated).
+
+    ``exact=True`` also counts the stored arrays exactly by ``jax.eval_shape`` of
+    ``compile`` (after ``check_budget`` of the formula, so the host-side build fits).
+    """
+    est = Estimate(components=estimate_components(spec), itemsize=_itemsize())
+    if exact:
+        import jax
+
+        from .model import compile as compile_spec
+
+        check_budget(spec, est)
+        shapes = jax.eval_shape(lambda: compile_spec(spec, jax.random.key(0)))
+        total = sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree_util.tree_leaves(shapes)
+                    if hasattr(x, "shape"))
+        est = dataclasses.replace(est, exact_param_bytes=int(total))
+    return est
+
+
+def exact_num_params(spec) -> dict[str, int]:
+    """Float parameters of each variable's conditioner, counted on ``eval_shape`` of ``compile``."""
+    import jax
+    import numpy as np
+
+    from .model import compile as compile_spec
+
+    check_budget(spec)
+    shapes = jax.eval_shape(lambda: compile_spec(spec, jax.random.key(0)))
+    out = {}
+    for comp in shapes.components:
+        leaves = [x for x in jax.tree_util.tree_leaves(comp.conditioner) if hasattr(x, "dtype")]
+        out[comp.name] = sum(math.prod(x.shape) for x in leaves if np.issubdtype(x.dtype, np.inexact))
+    return out
+
+
+# ---------------------------------------------------------------------- checks
+def _suggestion(spec, comp: ComponentEstimate, budget: int) -> str:
+    """A smaller family for the costliest variable whose estimate fits, if one does."""
+    from .spec.registry import REGISTRY
+
+    var = spec.variable(comp.name)
+    n, d = comp.num_elements, spec.num_elements
+    if n * d > budget:
+        return (f" compile's dense ({n}, {d}) connectivity alone needs {format_bytes(n * d)}, whatever the family: "
+                f"split {comp.name!r} into smaller variables or model fewer elements.")
+    candidates = []
+    conds = REGISTRY.get("conditional", {})
+    if "made" in conds:
+        for h in (500, 128, 32):
+            candidates.append((f"MADE(hidden=({h},), direct=False)", conds["made"](hidden=(h,), direct=False)))
+    if "pixelcnn" in conds and len(var.shape) in (2, 3):
+        candidates.append(("PixelCNN()", conds["pixelcnn"]()))
+    if "transformer" in conds and d <= 4096:
+        candidates.append(("Transformer()", conds["transformer"]()))
+    old = spec.conditional[comp.name]
+    head = getattr(old, "head", None)
+    others = [c for c in estimate_components(spec) if c.name != comp.name]
+    p = comp_p = int(old.bind_head(var).num_params)
+    for text, cand in candidates:
+        try:
+            if head is not None and hasattr(cand, "head"):
+                cand = dataclasses.replace(cand, head=head)
+                p = int(cand.bind_head(var).num_params)
+            alt = ESTIMATORS[type(cand).kind](cand, var, spec, n, p)  # no Spec is built: no validation pass
+        except (SpecError, ValueError, TypeError, AttributeError, KeyError):
+            continue
+        finally:
+            p = comp_p
+        est = Estimate(components=tuple(others) + (alt,), itemsize=_itemsize())
+        peak = max(est.compile_bytes, est.peak_bytes(1))
+        if peak <= budget:
+            return f" A {text} for {comp.name!r} would need about {format_bytes(peak)}."
+    return " No built-in family fits; declare fewer elements."
+
+
+def check_budget(spec, est: Estimate | None = None, budget: int | None = None) -> Estimate:
+    """Refuse ``spec`` with a ``SpecError`` when compiling it or scoring one example would
+    exceed the memory budget; otherwise return its ``Estimate``."""
+    budget = memory_budget() if budget is None else budget
+    est = estimate(spec) if est is None else est
+    peak = max(est.compile_bytes, est.peak_bytes(1, "log_prob"), est.peak_bytes(1, "sample"))
+    if peak <= budget:
+        return est
+    worst = max(est.components, key=lambda c: c.param_bytes + c.build_bytes + c.fixed_bytes + c.log_prob_bytes)
+    cond = spec.conditional[worst.name]
+    raise SpecError(
+        f"Variable {worst.name!r} ({type(cond).__name__} over {worst.num_elements} elements, {worst.num_params} "
+        f"parameters): the model needs about {format_bytes(peak)} (stored arrays {format_bytes(est.param_bytes)}, "
+        f"compile's transient masks {format_bytes(max(c.build_bytes for c in est.components))}, one example's "
+        f"log_prob {format_bytes(est.fixed_bytes + est.log_prob_bytes)}), over the memory budget of "
+        f"{format_bytes(budget)}; {_how_to_raise()}.{_suggestion(spec, worst, budget)}"
+    )
+
+
+def batch_size_for(model_or_spec: Any, requested: int, *, what: str = "log_prob", budget: int | None = None,
+                   warn: Callable[[str], None] | None = None) -> int:
+    """``requested`` if its peak fits the budget, else the largest batch that does (reported
+    through ``warn``, default ``warnings.warn``)."""
+    spec = getattr(model_or_spec, "spec", model_or_spec)
+    budget = memory_budget() if budget is None else budget
+    est = estimate(spec)
+    if est.peak_bytes(requested, what) <= budget:
+        return requested
+    fits = est.batch_size_for(budget, what)
+    if fits < 1:
+        raise SpecError(f"Not even one example fits the memory budget of {format_bytes(budget)} for {what} "
+                        f"(needs {format_bytes(est.peak_bytes(1, what))}); {_how_to_raise()}.")
+    message = (f"batch_size={requested} would need about {format_bytes(est.peak_bytes(requested, what))} for {what}, "
+               f"over the memory budget of {format_bytes(budget)}; using batch_size={fits}.")
+    if warn is None:
+        import warnings
+
+        warnings.warn(message, ResourceWarning, stacklevel=3)
+    else:
+        warn(message)
+    return fits
