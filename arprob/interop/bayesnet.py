@@ -41,11 +41,11 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from ..conditioners.table import Table, TableConditioner
 from ..errors import DataError, SpecError
-from ..model import Model
+from ..model import Model, flat_log_prob_terms, flat_sample_conditional, observed_mask
 from ..spec.spec import Spec
 from ..spec.variables import Categorical
 
-__all__ = ["BayesNet", "LikelihoodWeighting", "network_tables", "random_network"]
+__all__ = ["BayesNet", "LikelihoodWeighting", "likelihood_weighting", "network_tables", "random_network", "random_tables"]
 
 
 def network_tables(spec_or_model: Spec | Model) -> list[tuple[Categorical, tuple[str, ...], np.ndarray]]:
@@ -113,9 +113,10 @@ class LikelihoodWeighting(eqx.Module):
         return jnp.sum(w * values)
 
     def marginal(self, column: int, num_states: int) -> Float[Array, " k"]:
-        """Estimated posterior ``p(x_column = j | evidence)`` for ``j < num_states``."""
+        """Estimated posterior ``p(x_column = j | evidence)`` for ``j < num_states`` (a discrete
+        column: a network's variable index, or a flat element index of a model's samples)."""
         w = jax.nn.softmax(self.log_weights)
-        return jnp.zeros(num_states, w.dtype).at[self.samples[:, column]].add(w)
+        return jnp.zeros(num_states, w.dtype).at[self.samples[:, column].astype(jnp.int32)].add(w)
 
 
 class BayesNet(eqx.Module):
@@ -440,7 +441,7 @@ def bn_likelihood_weighting(net: BayesNet, key, x, observed) -> LikelihoodWeight
     return LikelihoodWeighting(samples=samples, log_weights=log_w)
 
 
-def random_network(
+def random_tables(
     num_variables: int,
     *,
     max_states: int = 4,
@@ -448,8 +449,8 @@ def random_network(
     max_cells: int = 4096,
     concentration: float = 1.0,
     seed: int = 0,
-) -> Spec:
-    """A random Bayesian network as a ``Spec`` of ``Table(cpt=...)`` conditionals.
+) -> list[tuple[Categorical, tuple[str, ...], np.ndarray]]:
+    """A random Bayesian network as ``(variable, parents, cpt)`` triples (``BayesNet.from_tables``).
 
     Variable ``v{i}`` has ``2..max_states`` named states ``s0, s1, ...`` and up to
     ``max_parents`` parents drawn among earlier variables (so declaration order is
@@ -458,13 +459,12 @@ def random_network(
     """
     rng = np.random.default_rng(seed)
     ks = rng.integers(2, max_states + 1, num_variables)
-    variables, conditionals = [], {}
+    out = []
     for i in range(num_variables):
         k = int(ks[i])
-        variables.append(Categorical(f"v{i}", k, states=tuple(f"s{j}" for j in range(k))))
         want = int(rng.integers(0, min(i, max_parents) + 1))
         parents, cells = [], k
-        for p in rng.permutation(i)[: 4 * want]:
+        for p in rng.permutation(i):
             if len(parents) == want:
                 break
             if cells * int(ks[p]) <= max_cells:
@@ -473,5 +473,53 @@ def random_network(
         parents.sort()
         shape = tuple(int(ks[p]) for p in parents)
         cpt = rng.dirichlet(np.full(k, concentration), size=math.prod(shape)).reshape(*shape, k)
-        conditionals[f"v{i}"] = Table(parents=tuple(f"v{p}" for p in parents), cpt=cpt)
-    return Spec(variables=variables, conditionals=conditionals)
+        var = Categorical(f"v{i}", k, states=tuple(f"s{j}" for j in range(k)))
+        out.append((var, tuple(f"v{p}" for p in parents), cpt))
+    return out
+
+
+def random_network(num_variables: int, **kwargs) -> Spec:
+    """``random_tables`` as a ``Spec`` of ``Table(cpt=...)`` conditionals (same arguments)."""
+    tables = random_tables(num_variables, **kwargs)
+    return Spec(variables=[v for v, _, _ in tables],
+                conditionals={v.name: Table(parents=p, cpt=c) for v, p, c in tables})
+
+
+def likelihood_weighting(
+    model: Model | BayesNet, key: PRNGKeyArray, evidence: Mapping, n: int, context=None
+) -> LikelihoodWeighting:
+    """Importance samples given ``evidence`` (``name -> value``, arrays of the variable's
+    shape for array variables) for any arprob ``Model`` or a ``BayesNet``.
+
+    For a ``Model`` the evidence elements are clamped in the model's own sampling scan
+    (``Model.sample_conditional``): every other element is drawn from ``p(x_e | x_<e)``
+    with the evidence in place, and ``log w = sum_{e in E} log p(x_e | x_<e)``, so
+    ``mean(w)`` is unbiased for ``p(evidence)`` whatever the evidence's position in the
+    ordering. ``samples`` are flat ``(n, D)`` rows.
+    """
+    if isinstance(model, BayesNet):
+        if context is not None:
+            raise ValueError("A BayesNet takes no context.")
+        return model.likelihood_weighting(key, evidence, n)
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"Expected a positive integer number of samples; got {n!r}.")
+    spec = model.spec
+    data, observed = {}, {}
+    for v in spec.variables:
+        fill = np.zeros((n, *v.shape))
+        if v.name in evidence:
+            fill = fill + np.asarray(evidence[v.name], dtype=np.float64)
+            observed[v.name] = np.ones(v.shape, bool)
+        data[v.name] = fill
+    for name in evidence:
+        spec.variable(name)  # unknown names raise, naming the declared ones
+    x, ctx = model._prepare(data, context)
+    mask = observed_mask(spec, observed, n).astype(x.dtype)
+    return _model_lw(model, key, x, mask, ctx)
+
+
+@jax.jit
+def _model_lw(model: Model, key, x, mask, context) -> LikelihoodWeighting:
+    samples = flat_sample_conditional(model, key, x, mask, context, False)
+    terms = flat_log_prob_terms(model, samples, context)
+    return LikelihoodWeighting(samples=samples, log_weights=jnp.sum(jnp.where(mask > 0, terms, 0.0), axis=-1))
