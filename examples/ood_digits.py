@@ -69,17 +69,18 @@ def build_spec(levels: int) -> ar.Spec:
 
 def fit_kwargs(args) -> dict:
     if args.quick:
-        return dict(optimizer=optax.adam(3e-3), num_steps=args.steps, batch_size=100, seed=args.seed, progress=False)
-    return dict(
-        optimizer=optax.adam(3e-3),
-        num_steps=args.steps,
-        batch_size=100,
-        seed=args.seed,
-        validation=0.1,
-        eval_every=100,
-        patience=10,
-        progress=False,
-    )
+        return {"optimizer": optax.adam(3e-3), "num_steps": args.steps, "batch_size": 100, "seed": args.seed,
+                "progress": False}
+    return {
+        "optimizer": optax.adam(3e-3),
+        "num_steps": args.steps,
+        "batch_size": 100,
+        "seed": args.seed,
+        "validation": 0.1,
+        "eval_every": 100,
+        "patience": 10,
+        "progress": False,
+    }
 
 
 def ood_sets(x: np.ndarray, levels: int, seed: int, quick: bool) -> dict[str, np.ndarray]:
@@ -208,10 +209,11 @@ def markdown(result: dict) -> str:
     lines = [
         f"### Digits at {result['levels']} levels (test bits/dim {result['test_bits_per_dim']:.4f})",
         "",
-        "AUROC of in-distribution test images against each set (higher = better; 0.5 = chance). "
-        "`changed`: fraction of images the shift changed at all; `typicality`: fraction of batches of 10 "
-        "flagged at 5% FPR (in-distribution test batches: "
-        f"{result['typicality_in']:.2f}).",
+        (
+            "AUROC of in-distribution test images against each set (higher = better; 0.5 = chance). "
+            "`changed`: fraction of images the shift changed at all; `typicality`: fraction of batches of 10 "
+            f"flagged at 5% FPR (in-distribution test batches: {result['typicality_in']:.2f})."
+        ),
         "",
         "| set | changed | " + " | ".join(CORRECTIONS) + " | best | typicality |",
         "|---|---|" + "---|" * len(CORRECTIONS) + "---|---|",
@@ -225,9 +227,11 @@ def markdown(result: dict) -> str:
     fpr = ", ".join(f"{k} {v:.3f}" for k, v in result["realised_fpr"].items())
     lines += ["", f"Realised false-positive rate on the test images at the 5% threshold: {fpr}.", ""]
     lines += [
-        "Classifier accuracy (purification with the attack's eps; `selective`: only elements whose surprisal "
-        f"exceeds {result['threshold_bits']:g} bits; `clean purified`: clean images purified at "
-        f"eps {1 if result['levels'] == 2 else 2}; mean log p in nats):",
+        (
+            "Classifier accuracy (purification with the attack's eps; `selective`: only elements whose surprisal "
+            f"exceeds {result['threshold_bits']:g} bits; `clean purified`: clean images purified at "
+            f"eps {1 if result['levels'] == 2 else 2}; mean log p in nats):"
+        ),
         "",
         "| attack | clean | attacked | purified | selective | clean purified | log p attacked | log p purified |",
         "|---|---|---|---|---|---|---|---|",

@@ -45,6 +45,7 @@ from arprob.ood import metrics
 
 PYOD_NAMES = ("IForest", "LOF", "KNN", "KDE", "ECOD", "COPOD")
 REFERENCE = "Gaussian MLE (NumPy reference)"
+EARLY_STOPPING = {"validation": 0.1, "eval_every": 100, "patience": 10}
 
 
 def pyod_detectors(seed: int) -> dict:
@@ -72,7 +73,7 @@ def splits(y: np.ndarray, held_out: int, seed: int) -> tuple[np.ndarray, np.ndar
     """``(train, test_normal, test_anomalies)`` indices for one held-out class."""
     normal = np.flatnonzero(y != held_out)
     normal = normal[np.random.RandomState(seed).permutation(normal.size)]
-    k = int(round(0.7 * normal.size))
+    k = round(0.7 * normal.size)
     return normal[:k], normal[k:], np.flatnonzero(y == held_out)
 
 
@@ -86,10 +87,10 @@ def standardiser(train: np.ndarray):
 
 def fit_model(spec: ar.Spec, data, args, *, learning_rate: float = 3e-3) -> ar.Model:
     model = ar.compile(spec, jax.random.key(args.seed))
-    kwargs = dict(optimizer=optax.adam(learning_rate), num_steps=args.steps, batch_size=100, seed=args.seed,
-                  progress=False)
+    kwargs = {"optimizer": optax.adam(learning_rate), "num_steps": args.steps, "batch_size": 100, "seed": args.seed,
+              "progress": False}
     if not args.quick:
-        kwargs.update(validation=0.1, eval_every=100, patience=10)
+        kwargs.update(EARLY_STOPPING)
     return ar.fit(model, data, **kwargs).model
 
 
@@ -118,13 +119,13 @@ def run_digits(args) -> dict:
         t0 = time.perf_counter()
         train, test_in, test_out = splits(y, c, args.seed)
         x_train, x_in, x_out = x[train], x[test_in], x[test_out]
-        k = int(round(0.8 * len(x_train)))  # fit on 80% of the training part, calibrate on the rest
+        k = round(0.8 * len(x_train))  # fit on 80% of the training part, calibrate on the rest
         x_fit, x_cal = {"digit": x_train[:k]}, {"digit": x_train[k:]}
         model = fit_model(digits_spec(), x_fit, args)
         perturbed = ar.ood.fit_background(
             model, x_fit, mu=args.mu, key=jax.random.key(args.seed + 1), optimizer=optax.adam(3e-3),
             num_steps=args.steps, batch_size=100, seed=args.seed, progress=False,
-            **({} if args.quick else dict(validation=0.1, eval_every=100, patience=10)),
+            **({} if args.quick else EARLY_STOPPING),
         )
         independent = ar.fit(ar.compile(pixel_table_spec(), jax.random.key(args.seed)), x_fit, progress=False).model
         detectors = {
@@ -179,7 +180,7 @@ def run_wine(args) -> dict:
             row[name] = metrics.auroc(ar.ood.raw_scores(model, {"wine": z_in}), ar.ood.raw_scores(model, {"wine": z_out}))
         precision = np.linalg.inv(np.cov(z_train.T, bias=True))  # the maximum-likelihood Gaussian, in closed form
 
-        def mahalanobis(z):
+        def mahalanobis(z, precision=precision):
             return np.einsum("ni,ij,nj->n", z, precision, z)
 
         row[REFERENCE] = metrics.auroc(mahalanobis(z_in), mahalanobis(z_out))

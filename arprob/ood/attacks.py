@@ -143,9 +143,8 @@ def _train(model: Classifier, x: Array, y: Array, optimizer, num_steps: int, l2:
 # --------------------------------------------------------------------------- attacks
 def _attack_inputs(classifier, x: ArrayLike, y: ArrayLike, eps: int, where: ArrayLike | None, levels: int | None):
     x_np = np.asarray(x)
-    if not np.issubdtype(x_np.dtype, np.integer):
-        if np.any(x_np != np.round(x_np)):
-            raise ValueError("attack: x must hold integer levels.")
+    if not np.issubdtype(x_np.dtype, np.integer) and np.any(x_np != np.round(x_np)):
+        raise ValueError("attack: x must hold integer levels.")
     levels = int(getattr(classifier, "levels", 0) or 0) if levels is None else int(levels)
     if levels < 2:
         raise ValueError("attack: pass levels= (the classifier does not say how many levels the images have).")

@@ -85,7 +85,7 @@ def rotate(x: ArrayLike, degrees: float, *, fill: int = 0) -> np.ndarray:
     h, w = arr.shape[1:3]
     quarter = float(degrees) / 90.0
     if quarter == round(quarter):
-        k = int(round(quarter)) % 4
+        k = round(quarter) % 4
         if k % 2 and h != w:
             raise ValueError(f"rotate by {degrees} degrees needs square images; got {h}x{w}.")
         return np.ascontiguousarray(np.rot90(arr, k=k, axes=(1, 2)))
