@@ -45,6 +45,9 @@ from ..model import Model, flat_log_prob_terms, flat_sample_conditional, observe
 from ..spec.spec import Spec
 from ..spec.variables import Categorical
 
+#: Networks with fewer variables gather in the data's (n, V) layout, larger ones transposed.
+ROW_LAYOUT_BELOW = 100
+
 __all__ = ["BayesNet", "LikelihoodWeighting", "likelihood_weighting", "network_tables", "random_network", "random_tables"]
 
 
@@ -322,7 +325,14 @@ class BayesNet(eqx.Module):
         return jnp.take(self.log_table, idx, mode="clip")
 
     def _terms(self, x: Int[Array, "n v"]) -> Float[Array, "n v"]:
-        return self._terms_t(_padded_t(x)).T
+        v = self.num_variables
+        if v >= ROW_LAYOUT_BELOW:
+            return self._terms_t(_padded_t(x)).T
+        # small networks: one (n, V, r) gather in the data's own layout (measured faster below
+        # ~100 variables on CPU; the transposed row gathers win by 3-4x at 300-1,000)
+        xp = jnp.concatenate([x, jnp.zeros((x.shape[0], 1), x.dtype)], axis=1)
+        row = (xp[:, self.parents[:v]] * self.strides[:v]).sum(-1)
+        return jnp.take(self.log_table, self.base[:v] + row * self.card[:v] + x, mode="clip")
 
     def _complete_t(self, key, xt: Int[Array, "v1 n"], observed_t: Bool[Array, "v1 n"] | None) -> Int[Array, "v1 n"]:
         """Fill ``xt`` chunk by chunk (each chunk: variables of one level), by inverse CDF
@@ -417,6 +427,8 @@ def bn_log_prob_terms(net: BayesNet, x: Int[Array, "n v"]) -> Float[Array, "n v"
 @jax.jit
 def bn_log_prob(net: BayesNet, x: Int[Array, "n v"]) -> Float[Array, " n"]:
     """Joint log-probability of validated int32 state indices."""
+    if net.num_variables < ROW_LAYOUT_BELOW:
+        return net._terms(x).sum(-1)
     return net._terms_t(_padded_t(x)).sum(0)
 
 
