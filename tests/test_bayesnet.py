@@ -183,3 +183,14 @@ def test_from_model_and_spec_round_trip(tmp_path):
     x = np.asarray(a.sample(jax.random.key(0), 100))
     np.testing.assert_array_equal(np.asarray(a.log_prob(x)), np.asarray(b.log_prob(x)))
     assert a.states == b.states and a.names == b.names
+
+
+def test_example_runs(monkeypatch, capsys):
+    import runpy
+    import sys
+
+    script = Path(__file__).parent.parent / "examples" / "bayesnet_asia.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--quick"])
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "p(lung = yes | xray = yes, dysp = yes): estimate" in out and "wrote asia_fitted.bif" in out

@@ -369,3 +369,14 @@ def test_head_errors():
         ar.Spec(variables=[ar.Categorical("c", 3)], conditionals={"c": ar.Logistic(head=NumPyroHead("Poisson"))})
     with pytest.raises(ar.SpecError, match="not a scalar"):
         NumPyroHead("MultivariateNormal", params=("loc",))
+
+
+def test_example_runs(monkeypatch, capsys):
+    import runpy
+    import sys
+
+    script = Path(__file__).parent.parent / "examples" / "numpyro_interop.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--quick"])
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "SVI: NLL" in out and "NUTS:" in out and "negative binomial head (cdf sampler)" in out
