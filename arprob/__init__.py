@@ -2,6 +2,8 @@
 
 from . import heads as heads
 from . import ood as ood
+from .budget import memory_budget as memory_budget
+from .budget import set_memory_budget as set_memory_budget
 from .checkpoint import CheckpointError as CheckpointError
 from .checkpoint import load_checkpoint as load_checkpoint
 from .checkpoint import save_checkpoint as save_checkpoint
@@ -23,6 +25,7 @@ from .errors import SpecError as SpecError
 from .evaluate import Evaluation as Evaluation
 from .evaluate import evaluate as evaluate
 from .heads import Bernoulli as Bernoulli
+from .heads import CategoricalHead as CategoricalHead
 from .heads import DiscretizedLogisticMixture as DiscretizedLogisticMixture
 from .heads import Gaussian as Gaussian
 from .heads import GaussianMixture as GaussianMixture

@@ -523,6 +523,7 @@ def fit(
     plot: str | os.PathLike | None = None,
     devices: Devices = None,
     objective: Objective | None = None,
+    num_updates: int | None = None,
 ) -> FitResult:
     """Fit ``model`` to ``data`` by maximum likelihood.
 
@@ -538,7 +539,9 @@ def fit(
         optimizer: an optax transformation (default ``optax.adam(learning_rate)``), or an
             optax factory (``optax.adamw``) called with ``learning_rate``.
         learning_rate: a number or an optax schedule ``step -> rate`` (default ``1e-2``).
-        num_steps: gradient steps (default 1000 unless ``epochs`` is given; 0 fits tables only).
+        num_updates: optimiser updates (default 1000 unless ``epochs`` is given; 0 fits tables
+            only). ``num_steps`` is its older name (an autoregressive *step* is a block of the
+            partition; ``history["step"]`` counts updates).
         epochs: train for this many passes over the data instead of ``num_steps``.
         batch_size: minibatch size; batches are reshuffled every epoch (order from ``(seed, epoch)``).
         seed: seed of the data order, of the validation split and of an objective's draws.
@@ -569,6 +572,10 @@ def fit(
     becomes NaN/Inf; the last good checkpoint is kept.
     """
     spec = model.spec
+    if num_updates is not None:
+        if num_steps is not None:
+            raise ValueError(f"Pass num_updates or its old name num_steps, not both; got {num_updates} and {num_steps}.")
+        num_steps = num_updates
     objective = Objective() if objective is None else objective
     opts = FitOptions(num_steps, epochs, batch_size, seed, eval_every, eval_batch_size, patience, min_delta,
                       restore_best, log_every, checkpoint_every)

@@ -1,136 +1,200 @@
-"""Generic exactness checks every head x conditioner must pass.
+"""The one test-helper module: the exactness case table, spec generators, and the checks of
+``arprob.testing`` (re-exported here so test files import from one place).
 
-- ``assert_normalised``: exp(log_prob) summed over every configuration is 1.
-- ``assert_contract``: parameters of element e do not change when any element with
-  step >= step[e] changes (exactly: perturbation test, and Jacobian zeros for
-  differentiable conditioners).
-- ``assert_samples_match``: a G-test of sample frequencies against exp(log_prob).
-- ``assert_cached_equals_naive``: the cached sampler draws exactly the naive samples.
+``CASES`` drives ``tests/test_exactness.py``: family x head x ordering x partition x
+context, every registered conditional family and head in at least one row (a test fails
+when a kind has none). Each row runs ``arprob.testing.check_model`` in float32 and float64.
 """
 
 from __future__ import annotations
 
-import itertools
+import dataclasses
+from collections.abc import Mapping
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
-import numpy as np
-from scipy import special, stats
+from hypothesis import assume
+from hypothesis import strategies as st
 
 import arprob as ar
+from arprob.testing import (  # noqa: F401  (re-exported)
+    all_configurations,
+    assert_autoregressive,
+    assert_cached_equals_naive,
+    assert_cached_params_match,
+    assert_gradients_finite,
+    assert_normalised,
+    assert_samples_match,
+    check_model,
+    random_data,
+    randomize,
+    block_params_scan,
+)
+
+assert_contract = assert_autoregressive  # the name the family tests use
 
 
-def randomize(model: ar.Model, key, scale: float = 1.0) -> ar.Model:
-    """Replace every floating-point array of the model by N(0, scale^2) draws.
+# ------------------------------------------------------------------ the case table
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One row: variables, their conditionals (name -> family), ordering, partition, context."""
 
-    Draws come from numpy (seeded from ``key``) so no JAX kernel is compiled per leaf shape.
-    """
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
-    leaves, treedef = jax.tree_util.tree_flatten(model)
-    new = [
-        jnp.asarray(scale * rng.normal(size=leaf.shape), leaf.dtype)
-        if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
-        for leaf in leaves
-    ]
-    return jax.tree_util.tree_unflatten(treedef, new)
+    variables: tuple
+    conditionals: Mapping
+    ordering: ar.spec.orderings.Ordering = dataclasses.field(default_factory=ar.Raster)
+    partition: ar.spec.partitions.Partition = dataclasses.field(default_factory=ar.Singletons)
+    context_size: int = 0
+    scale: float = 0.7  # std of the random weights
 
+    def spec(self) -> ar.Spec:
+        return ar.Spec(variables=self.variables, ordering=self.ordering, partition=self.partition,
+                       conditionals=dict(self.conditionals), context_size=self.context_size)
 
-def all_configurations(spec: ar.Spec) -> np.ndarray:
-    """Every configuration of a small, fully discrete spec, as flat rows."""
-    cards = spec.layout.num_values
-    assert np.all(cards > 0), "enumeration needs a discrete spec"
-    return np.array(list(itertools.product(*[range(int(k)) for k in cards])), dtype=np.float32).reshape(-1, len(cards))
-
-
-def random_data(spec: ar.Spec, n: int, rng: np.random.Generator) -> np.ndarray:
-    cards = spec.layout.num_values
-    x = rng.normal(size=(n, len(cards)))
-    disc = cards > 0
-    x[:, disc] = rng.integers(0, cards[disc], size=(n, int(disc.sum())))
-    return x.astype(np.float32)
+    def kinds(self) -> set[tuple[str, str]]:
+        """``("conditional", kind)`` and ``("head", kind)`` of every variable of the row."""
+        spec = self.spec()
+        out = set()
+        for var, (_, cond) in zip(spec.variables, spec.conditionals):
+            out |= {("conditional", cond.kind), ("head", cond.bind_head(var).kind)}
+        return out
 
 
-@eqx.filter_jit
-def _jacobian(conditioner, x, feats, context):
-    return jax.jacfwd(lambda f: conditioner(x, f, context))(feats)
+def _all(names, family) -> dict:
+    return {name: family for name in names}
 
 
-def assert_normalised(model: ar.Model, context=None, atol: float = 1e-5) -> None:
-    x = all_configurations(model.spec)
-    ctx = None if context is None else np.repeat(np.asarray(context)[None], len(x), 0)
-    total = float(jnp.exp(jax.scipy.special.logsumexp(model.log_prob(x, ctx))))
-    assert abs(total - 1.0) < atol, f"probabilities sum to {total}, not 1"
+_IMG = ar.Binary("img", shape=(2, 2, 2))
+_LABEL = ar.Categorical("label", 3)
+_MADE = ar.MADE(hidden=(6, 5), degrees="random")
+
+CASES: dict[str, Case] = {
+    "table-chain-by-variable-blocks": Case(
+        (ar.Categorical("a", 3), ar.Binary("b", shape=(2,)), ar.Ordinal("c", levels=3)),
+        {"a": ar.Table(), "b": ar.Table(parents=("a",)), "c": ar.Table()},
+        ordering=ar.ByVariable(("a", "b", "c"), within=ar.Reverse()), partition=ar.PerVariable(),
+    ),
+    "logistic-mixed-snake-pairs-context": Case(
+        (ar.Binary("b", shape=(2, 2)), ar.Categorical("c", 3), ar.Real("r", shape=(2,))), {},
+        ordering=ar.Snake(), partition=ar.FixedSize(2), context_size=2,
+    ),
+    "logistic-numpyro-laplace-reverse": Case(
+        (ar.Real("r"), ar.Binary("b", shape=(2,)), ar.Real("s")),
+        {"r": ar.Logistic(head=ar.heads.NumPyroHead("Laplace")), "s": ar.Logistic(head=ar.heads.NumPyroHead("Laplace"))},
+        ordering=ar.Reverse(),
+    ),
+    "made-evenodd-context": Case(
+        (ar.Binary("x", shape=(2, 2)), _LABEL), {"x": _MADE}, ordering=ar.EvenOdd(), context_size=2,
+    ),
+    "made-gaussian-mixture-reverse": Case(
+        (ar.Real("r", shape=(3,)), ar.Binary("b", shape=(2,))),
+        {"r": ar.MADE(hidden=(8,), head=ar.GaussianMixture(2))}, ordering=ar.Reverse(),
+    ),
+    "transformer-zigzag-pairs": Case(
+        (ar.Categorical("c", 3, shape=(2,)), ar.Binary("b", shape=(3,))),
+        _all(("c", "b"), ar.Transformer(width=8, num_heads=2, num_layers=2)),
+        ordering=ar.Zigzag(), partition=ar.FixedSize(2),
+    ),
+    "transformer-logistic-mixture-random-context": Case(
+        (ar.Real("r", shape=(2,)), ar.Binary("b", shape=(2,))),
+        {"r": ar.Transformer(width=8, num_heads=2, num_layers=1, coordinate_coding="sinusoidal",
+                             head=ar.LogisticMixture(2))},
+        ordering=ar.RandomOrder(3), context_size=2,
+    ),
+    "pixelcnn-dlm-per-pixel": Case(
+        (ar.Ordinal("img", levels=2, shape=(2, 2, 2)),),
+        {"img": ar.PixelCNN(channels=4, num_layers=2, head=ar.DiscretizedLogisticMixture(2, coupled=True))},
+        partition=ar.PerPixel(), scale=0.5,
+    ),
+    "pixelcnn-channels-reverse-columns-context": Case(
+        (_IMG,), {"img": ar.PixelCNN(channels=4, num_layers=2)}, ordering=ar.Reverse(ar.Columns()), context_size=2,
+    ),
+    "wavenet-snake-pairs-k3": Case(
+        (ar.Binary("a", shape=(2, 2)), ar.Categorical("c", 3, shape=(2,))),
+        _all(("a", "c"), ar.WaveNet(channels=4, num_layers=3, kernel_size=3)), ordering=ar.Snake(),
+        partition=ar.FixedSize(2),
+    ),
+    "wavenet-gaussian-reverse-context": Case(
+        (ar.Real("y", shape=(3,)), ar.Binary("z", shape=(2,))),
+        {"y": ar.WaveNet(channels=4, num_layers=2)}, ordering=ar.Reverse(), context_size=2,
+    ),
+    "rnn-gru-columns": Case(
+        (ar.Binary("a", shape=(2, 2)), ar.Categorical("c", 3)), {"a": ar.RNN(hidden=8)}, ordering=ar.Columns(),
+    ),
+    "rnn-lstm-evenodd-pairs-context": Case(
+        (ar.Ordinal("o", levels=3, shape=(2, 2)),), {"o": ar.RNN(hidden=8, cell="lstm")}, ordering=ar.EvenOdd(),
+        partition=ar.FixedSize(2), context_size=2,
+    ),
+}
 
 
-def assert_contract(model: ar.Model, rng: np.random.Generator, context=None) -> None:
-    spec = model.spec
-    step = spec.steps.step
-    x = random_data(spec, 1, rng)[0]
-    perturbed = random_data(spec, spec.steps.num_steps, rng)
-    for s in range(spec.steps.num_steps):
-        perturbed[s, step < s] = x[step < s]
-    # Two batches of equal shape, compared row by row at the same batch position, so both
-    # rows go through identical kernels (XLA may round a row differently at another position).
-    ctxs = None if context is None else np.repeat(np.asarray(context)[None], len(perturbed), 0)
-    base = model.conditional_params(np.repeat(x[None], len(perturbed), 0), ctxs)
-    moved = model.conditional_params(perturbed, ctxs)
-    for comp in model.components:
-        elems = np.asarray(comp.elements)
-        for i, e in enumerate(elems):
-            s = step[e]
-            np.testing.assert_array_equal(
-                np.asarray(moved[comp.name][s, i]), np.asarray(base[comp.name][s, i]),
-                err_msg=f"params of {spec.layout.describe_element(int(e))} changed when steps >= {s} changed",
-            )
-    # Jacobian zeros w.r.t. the feature encoding (differentiable conditioners).
-    feats = model.encoder(jnp.asarray(x))
-    in_steps = step[spec.layout.feature_element]
-    c = None if context is None else jnp.asarray(context)
-    for comp in model.components:
-        jac = _jacobian(comp.conditioner, jnp.asarray(x), feats, c)  # (n, P, F)
-        out_steps = step[np.asarray(comp.elements)]
-        forbidden = in_steps[None, :] >= out_steps[:, None]  # (n, F)
-        leak = np.abs(np.asarray(jac)) * forbidden[:, None, :]
-        assert np.all(leak == 0), f"{comp.name}: parameters depend on same-or-later steps (max {leak.max()})"
+def case_model(case: Case, seed: int = 0) -> ar.Model:
+    """The row's model with random weights (``scale``), in the current float precision."""
+    return randomize(ar.compile(case.spec(), jax.random.key(seed)), jax.random.key(seed + 1), case.scale)
 
 
-def assert_samples_match(model: ar.Model, key, n: int = 20000, alpha: float = 1e-3) -> None:
-    configs = all_configurations(model.spec)
-    probs = np.exp(np.asarray(model.log_prob(configs), dtype=np.float64))
-    samples = np.asarray(model.sample_flat(key, n))
-    cards = model.spec.layout.num_values
-    radix = np.concatenate([np.cumprod(cards[::-1])[::-1][1:], [1]])
-    index = (samples.astype(np.int64) * radix).sum(1)
-    observed = np.bincount(index, minlength=len(configs)).astype(float)
-    expected = n * probs / probs.sum()
-    small = expected < 5
-    if small.any():  # pool sparse cells
-        observed = np.append(observed[~small], observed[small].sum())
-        expected = np.append(expected[~small], expected[small].sum())
-    keep = expected > 0
-    g = 2 * np.sum(special.xlogy(observed[keep], observed[keep] / expected[keep]))
-    dof = max(int(keep.sum()) - 1, 1)
-    p = stats.chi2.sf(g, dof)
-    assert p > alpha, f"G-test rejects sampler vs likelihood: G={g:.1f}, dof={dof}, p={p:.2e}"
+# ------------------------------------------------------------------ spec generators
+ORDERINGS = [ar.Raster(), ar.Reverse(), ar.Columns(), ar.Snake(), ar.EvenOdd(), ar.RandomOrder(3), ar.Reverse(ar.Columns())]
+
+#: small neural families the hypothesis generator draws besides tables and logistic maps
+SMALL_NEURAL = {
+    "made": lambda: ar.MADE(hidden=(4,)),
+    "transformer": lambda: ar.Transformer(width=4, num_heads=1, num_layers=1, mlp_ratio=1),
+    "wavenet": lambda: ar.WaveNet(channels=2, num_layers=1),
+    "rnn": lambda: ar.RNN(hidden=3),
+}
 
 
-def assert_cached_equals_naive(model: ar.Model, key, n: int = 8, context=None) -> None:
-    """Cached and naive samplers, same key: discrete draws identical; real draws equal up to
-    float rounding (an incremental matmul of another shape may differ in the last ulp, which
-    a continuous draw passes on; a cache bug changes parameters by far more)."""
-    cached = np.asarray(model.sample_flat(key, n, context))
-    naive = np.asarray(model.sample_flat(key, n, context, naive=True))
-    discrete = model.spec.layout.num_values > 0
-    np.testing.assert_array_equal(cached[:, discrete], naive[:, discrete])
-    np.testing.assert_allclose(cached[:, ~discrete], naive[:, ~discrete], rtol=1e-5, atol=1e-6)
-
-
-def assert_gradients_finite(model: ar.Model, x, context=None) -> None:
-    """Gradients of the mean NLL w.r.t. every float leaf are finite, and not all zero."""
-    params, static = eqx.partition(model, eqx.is_inexact_array)
-    c = None if context is None else jnp.asarray(context)
-    grads = jax.grad(lambda p: -jnp.mean(ar.flat_log_prob(eqx.combine(p, static), jnp.asarray(x), c)))(params)
-    leaves = [g for g in jax.tree_util.tree_leaves(grads) if g.size]
-    assert leaves and all(bool(jnp.all(jnp.isfinite(g))) for g in leaves), "non-finite gradient"
-    assert any(float(jnp.abs(g).max()) > 0 for g in leaves), "every gradient is zero"
+@st.composite
+def discrete_specs(draw, max_configs: int = 256, allow_real: bool = False, neural: bool = False):
+    """Random small specs: 1-3 variables of every kind, every ordering and partition kind;
+    conditionals drawn from Table and Logistic (with ``neural``, the first variable's from the
+    small neural families and the others' from all of them)."""
+    n_vars = draw(st.integers(1, 3))
+    variables, configs = [], 1
+    for i in range(n_vars):
+        kind = draw(st.sampled_from(["binary", "categorical", "ordinal"] + (["real"] if allow_real else [])))
+        shape = draw(st.sampled_from([(), (2,), (2, 2)]))
+        if kind == "binary":
+            v = ar.Binary(f"v{i}", shape=shape)
+        elif kind == "categorical":
+            v = ar.Categorical(f"v{i}", draw(st.integers(2, 3)), shape=shape)
+        elif kind == "ordinal":
+            v = ar.Ordinal(f"v{i}", levels=draw(st.integers(2, 3)), shape=shape)
+        else:
+            v = ar.Real(f"v{i}", shape=shape)
+        configs *= (v.num_values or 1) ** v.size
+        variables.append(v)
+    if configs > max_configs:
+        variables = variables[:1]
+        v = variables[0]
+        if (v.num_values or 1) ** v.size > max_configs:
+            variables = [ar.Binary("v0", shape=(2, 2))]
+    ordering = draw(st.sampled_from(ORDERINGS))
+    if len(variables) > 1 and draw(st.booleans()):
+        names = [v.name for v in variables]
+        ordering = ar.ByVariable(tuple(draw(st.permutations(names))), within=draw(st.sampled_from(ORDERINGS[:4])))
+    d = sum(v.size for v in variables)
+    perm = ordering.permutation(variables)
+    kind = draw(st.sampled_from(["singletons", "fixed", "explicit", "per_variable"]))
+    if kind == "fixed":
+        partition = ar.FixedSize(draw(st.integers(1, 3)))
+    elif kind == "explicit":
+        cuts = sorted(draw(st.sets(st.integers(1, max(d - 1, 1)), max_size=d)))
+        bounds = [0, *[c for c in cuts if c < d], d]
+        partition = ar.ExplicitBlocks(tuple(tuple(int(e) for e in perm[a:b]) for a, b in zip(bounds, bounds[1:]) if b > a))
+    elif kind == "per_variable" and isinstance(ordering, ar.ByVariable):
+        partition = ar.PerVariable()
+    else:
+        partition = ar.Singletons()
+    conditionals = {}
+    for i, v in enumerate(variables):
+        choices = ["logistic"] + (["table"] if v.is_discrete else []) + (sorted(SMALL_NEURAL) if neural else [])
+        if neural and i == 0:  # at least one neural family per drawn spec
+            choices = sorted(SMALL_NEURAL)
+        choice = draw(st.sampled_from(choices))
+        conditionals[v.name] = (
+            ar.Table() if choice == "table" else ar.Logistic() if choice == "logistic" else SMALL_NEURAL[choice]()
+        )
+    try:
+        return ar.Spec(variables=tuple(variables), ordering=ordering, partition=partition, conditionals=conditionals)
+    except ar.SpecError:  # e.g. a table over every earlier element when one is real
+        assume(False)

@@ -1,72 +1,57 @@
-"""Generic exactness properties of core heads x conditioners over random small specs."""
+"""One exactness suite: every row of ``exactness.CASES`` in float32 and float64, plus
+hypothesis-drawn specs (tables, logistic maps and small neural families)."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import equinox as eqx
 import jax
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import arprob as ar
+from arprob.spec.registry import REGISTRY
 from exactness import (
+    CASES,
     assert_cached_equals_naive,
     assert_contract,
     assert_normalised,
     assert_samples_match,
+    case_model,
+    check_model,
+    ORDERINGS,
+    discrete_specs,
     randomize,
 )
 
-ORDERINGS = [ar.Raster(), ar.Reverse(), ar.Columns(), ar.Snake(), ar.EvenOdd(), ar.RandomOrder(3), ar.Reverse(ar.Columns())]
+PRECISIONS = ("float32", "float64")
 
 
-@st.composite
-def discrete_specs(draw, max_configs: int = 256, allow_real: bool = False):
-    n_vars = draw(st.integers(1, 3))
-    variables, configs = [], 1
-    for i in range(n_vars):
-        kind = draw(st.sampled_from(["binary", "categorical", "ordinal"] + (["real"] if allow_real else [])))
-        shape = draw(st.sampled_from([(), (2,), (2, 2)]))
-        if kind == "binary":
-            v = ar.Binary(f"v{i}", shape=shape)
-        elif kind == "categorical":
-            v = ar.Categorical(f"v{i}", draw(st.integers(2, 3)), shape=shape)
-        elif kind == "ordinal":
-            v = ar.Ordinal(f"v{i}", levels=draw(st.integers(2, 3)), shape=shape)
-        else:
-            v = ar.Real(f"v{i}", shape=shape)
-        configs *= (v.num_values or 1) ** v.size
-        variables.append(v)
-    if configs > max_configs:
-        variables = variables[:1]
-        v = variables[0]
-        if (v.num_values or 1) ** v.size > max_configs:
-            variables = [ar.Binary("v0", shape=(2, 2))]
-    ordering = draw(st.sampled_from(ORDERINGS))
-    if len(variables) > 1 and draw(st.booleans()):
-        names = [v.name for v in variables]
-        ordering = ar.ByVariable(tuple(draw(st.permutations(names))), within=draw(st.sampled_from(ORDERINGS[:4])))
-    d = sum(v.size for v in variables)
-    perm = ordering.permutation(variables)
-    kind = draw(st.sampled_from(["singletons", "fixed", "explicit", "per_variable"]))
-    if kind == "fixed":
-        partition = ar.FixedSize(draw(st.integers(1, 3)))
-    elif kind == "explicit":
-        cuts = sorted(draw(st.sets(st.integers(1, max(d - 1, 1)), max_size=d)))
-        bounds = [0, *[c for c in cuts if c < d], d]
-        partition = ar.ExplicitBlocks(tuple(tuple(int(e) for e in perm[a:b]) for a, b in zip(bounds, bounds[1:]) if b > a))
-    elif kind == "per_variable" and isinstance(ordering, ar.ByVariable):
-        partition = ar.PerVariable()
-    else:
-        partition = ar.Singletons()
-    conditionals = {}
-    for v in variables:
-        choices = ["logistic"] if not v.is_discrete else ["logistic", "table"]
-        conditionals[v.name] = ar.Table() if draw(st.sampled_from(choices)) == "table" else ar.Logistic()
-    try:
-        return ar.Spec(variables=tuple(variables), ordering=ordering, partition=partition, conditionals=conditionals)
-    except ar.SpecError:  # e.g. a table over every earlier element when one is real
-        assume(False)
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("name", list(CASES))
+def test_case(name, precision):
+    """Contract (perturbation + Jacobian zeros), cached == naive (samples and per-step
+    parameters), finite gradients, normalisation by enumeration and a G-test where small."""
+    case = CASES[name]
+    with jax.enable_x64(precision == "float64"):
+        model = case_model(case)
+        leaf = next(x for x in jax.tree_util.tree_leaves(model) if eqx.is_inexact_array(x))
+        assert leaf.dtype == np.dtype(precision)
+        context = np.linspace(-1.0, 1.0, case.context_size) if case.context_size else None
+        # per-step cached == naive parameters in float32; sampled cached == naive in both
+        check_model(model, jax.random.key(7), context, step_params=precision == "float32")
+
+
+def test_every_registered_kind_has_a_row():
+    """A new conditional family or head (a class that registers a ``kind``) needs a row in
+    ``exactness.CASES``."""
+    covered = set().union(*(case.kinds() for case in CASES.values()))
+    for category in ("conditional", "head"):
+        missing = sorted(set(REGISTRY[category]) - {k for c, k in covered if c == category})
+        assert not missing, f"{category} kinds without a row in tests/exactness.py CASES: {missing}"
 
 
 def _random_model(spec, seed):
@@ -78,6 +63,18 @@ def _random_model(spec, seed):
 def test_generic_exactness(spec, seed):
     """Every drawn spec: contract (perturbation + Jacobian) and cached == naive sampling; fully
     discrete specs also normalise by enumeration and, when small, pass a G-test of the sampler."""
+    _generic(spec, seed)
+
+
+@settings(max_examples=3)
+@given(discrete_specs(max_configs=64, allow_real=True, neural=True), st.integers(0, 2**16))
+def test_generic_exactness_neural(spec, seed):
+    """The same on drawn specs whose conditionals also include small MADE / transformer /
+    WaveNet / RNN families."""
+    _generic(spec, seed)
+
+
+def _generic(spec, seed):
     model = _random_model(spec, seed)
     assert_contract(model, np.random.default_rng(seed))
     assert_cached_equals_naive(model, jax.random.key(seed))
@@ -101,8 +98,6 @@ def test_contract_check_catches_a_leak():
     model = _random_model(spec, 0)
     cond = model.components[0].conditioner
     leaky = jax.tree_util.tree_map(lambda a: a, model)
-    import equinox as eqx
-
     # out_rank + 1: every element also reads its own step (itself).
     leaky = eqx.tree_at(lambda m: m.components[0].conditioner.out_rank, leaky, cond.out_rank + 1)
     with pytest.raises(AssertionError):
@@ -115,10 +110,6 @@ class _LeakyBernoulli(ar.Bernoulli):
 
 
 def test_normalisation_check_catches_unnormalised_head():
-    import dataclasses
-
-    import equinox as eqx
-
     spec = ar.Spec(variables=(ar.Binary("x", shape=(2,)),))
     model = _random_model(spec, 0)
     assert_normalised(model)

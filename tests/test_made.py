@@ -38,7 +38,7 @@ def _model(spec, seed=0, scale=1.0):
     return randomize(ar.compile(spec, jax.random.key(seed)), jax.random.key(seed + 1), scale)
 
 
-SLOW_CASES = ['raster-singletons-1layer', 'random-order-narrow-no-direct']  # run with -m slow
+SLOW_CASES = list(CASES)  # run with -m slow; the exactness table (tests/exactness.py) covers random degrees
 
 
 @pytest.fixture(

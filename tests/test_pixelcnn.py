@@ -10,8 +10,19 @@ import numpy as np
 import pytest
 
 import arprob as ar
-from exactness import assert_cached_equals_naive, assert_contract, assert_normalised, randomize
-from test_wavenet import assert_cached_params_match, grads_finite, random_rows
+from exactness import (
+    assert_cached_equals_naive,
+    assert_cached_params_match,
+    assert_contract,
+    assert_gradients_finite,
+    assert_normalised,
+    random_data,
+    randomize,
+)
+
+
+def random_rows(spec: ar.Spec, n: int, seed: int) -> np.ndarray:
+    return random_data(spec, n, np.random.default_rng(seed))
 
 ORDERINGS = {
     "raster": ar.Raster(),
@@ -47,17 +58,15 @@ def _check(spec, context=None, enumerate_=True):
     return model
 
 
-FAST = ("raster", "reverse-columns")
-
-
-@pytest.mark.parametrize(
-    "order", [o if o in FAST else pytest.param(o, marks=pytest.mark.slow) for o in ORDERINGS]
-)
+# reverse-columns (with a context) and per-pixel rows run in the exactness table (tests/exactness.py)
+@pytest.mark.slow
+@pytest.mark.parametrize("order", ORDERINGS)
 def test_channels_singletons(order):
     """2-channel 2x2 binary image, one element per step: channel autoregression inside the pixel."""
     _check(_spec((2, 2, 2), ORDERINGS[order], kernel_size=3))
 
 
+@pytest.mark.slow
 def test_per_pixel():
     _check(_spec((2, 2, 2), ar.Columns(), ar.PerPixel()))
 
@@ -65,14 +74,14 @@ def test_per_pixel():
 @pytest.mark.slow
 def test_grayscale_reverse_and_gradients():
     model = _check(_spec((3, 2), ar.Reverse()))
-    grads_finite(model, random_rows(model.spec, 4, 0))
+    assert_gradients_finite(model, random_rows(model.spec, 4, 0))
 
 
 def test_class_conditional_bias():
     spec = _spec((2, 3), context_size=3)
     ctx = np.array([0.0, 1.0, 0.0], np.float32)
     model = _check(spec, ctx)
-    grads_finite(model, random_rows(spec, 4, 0), np.repeat(ctx[None], 4, 0))
+    assert_gradients_finite(model, random_rows(spec, 4, 0), np.repeat(ctx[None], 4, 0))
     # the context reaches every conditional (Jacobian w.r.t. the context; wider net so no unit is dead)
     m16 = _model(_spec((2, 3), context_size=3, channels=16))
     x = jnp.asarray(random_rows(spec, 1, 0)[0])

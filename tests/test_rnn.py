@@ -1,4 +1,5 @@
-"""Recurrent conditioner (GRU / LSTM): contract, normalisation, hidden-state cache == naive."""
+"""Recurrent conditioner (GRU / LSTM) beyond the exactness table (tests/exactness.py): a real
+variable's cache, a leak the checker must catch, errors."""
 
 from __future__ import annotations
 
@@ -9,51 +10,18 @@ import numpy as np
 import pytest
 
 import arprob as ar
-from exactness import assert_cached_equals_naive, assert_contract, assert_normalised, randomize
-from test_wavenet import assert_cached_params_match, grads_finite, random_rows
+from exactness import assert_cached_equals_naive, assert_cached_params_match, assert_contract, random_data, randomize
 
 
 def _model(spec, seed=0):
     return randomize(ar.compile(spec, jax.random.key(seed)), jax.random.key(seed + 1), scale=0.7)
 
 
-CASES = {
-    "gru-columns-two-vars": dict(
-        variables=(ar.Binary("a", shape=(2, 2)), ar.Categorical("b", 3, shape=(2,))), ordering=ar.Columns(), cell="gru"
-    ),
-    "lstm-evenodd-fixed2-context": dict(
-        variables=(ar.Binary("a", shape=(2, 3)),), ordering=ar.EvenOdd(), partition=ar.FixedSize(2),
-        context_size=2, cell="lstm",
-    ),
-    "lstm-random-ordinal": dict(
-        variables=(ar.Ordinal("a", levels=3, shape=(3, 2)),), ordering=ar.RandomOrder(2), cell="lstm", slow=True
-    ),
-}
-
-
-@pytest.mark.parametrize(
-    "name", [pytest.param(c, marks=pytest.mark.slow) if CASES[c].get("slow") else c for c in CASES]
-)
-def test_rnn_exact(name):
-    case = {k: v for k, v in CASES[name].items() if k != "slow"}
-    cell = case.pop("cell")
-    spec = ar.Spec(**case, conditionals={v.name: ar.RNN(hidden=6, cell=cell) for v in case["variables"]})
-    model = _model(spec)
-    ctx = np.array([1.0, -0.5], np.float32) if spec.context_size else None
-    assert_normalised(model, ctx)
-    assert_contract(model, np.random.default_rng(0), ctx)
-    x = random_rows(spec, 4, 0)
-    cb = None if ctx is None else np.repeat(ctx[None], 4, 0)
-    assert_cached_params_match(model, x, cb)
-    assert_cached_equals_naive(model, jax.random.key(1), n=16, context=None if ctx is None else np.repeat(ctx[None], 16, 0))
-    grads_finite(model, x, cb)
-
-
 def test_rnn_real_gaussian_cache():
     spec = ar.Spec(variables=(ar.Real("y", shape=(6,)),), ordering=ar.Reverse(), conditionals={"y": ar.RNN(hidden=5)})
     model = _model(spec)
     assert_contract(model, np.random.default_rng(2))
-    assert_cached_params_match(model, random_rows(spec, 4, 2))
+    assert_cached_params_match(model, random_data(spec, 4, np.random.default_rng(2)))
     assert_cached_equals_naive(model, jax.random.key(0), n=8)
 
 

@@ -35,7 +35,7 @@ def _model(spec, seed=0, scale=1.0):
     return randomize(ar.compile(spec, jax.random.key(seed)), jax.random.key(seed + 1), scale)
 
 
-SLOW_CASES = ['raster-singletons-learned', 'random-order-3-layers', 'rows-as-blocks-1-layer']  # run with -m slow
+SLOW_CASES = list(CASES)  # run with -m slow; the exactness table (tests/exactness.py) covers zigzag pairs
 
 
 @pytest.fixture(

@@ -12,9 +12,9 @@ A conditioner is unbatched (the model vmaps it) and implements
 - ``__call__(x, feats, context) -> (n, P)``: parameters of all its elements in one
   parallel pass. ``x`` is the flat element vector ``(D,)``, ``feats`` its encoding
   ``(F,)`` (see ``arprob.features``), ``context`` an optional vector ``(C,)``.
-- ``init_cache(context)`` and ``step(cache, x, feats, context, s, rows)`` for ancestral
-  sampling: parameters of ``rows`` (this conditioner's elements in block ``s``, padded
-  with ``n``), given ``x``/``feats`` in which every element of a step ``< s`` is filled.
+- ``init_cache(context)`` and ``block_params(cache, x, feats, context, s, rows)`` for
+  ancestral sampling (``step`` is its deprecated name): parameters of ``rows`` (this
+  conditioner's elements in block ``s``, padded with ``n``), given ``x``/``feats`` in which every element of a step ``< s`` is filled.
   The default recomputes the full pass (the *naive* sampler); conditioners override it
   with an incremental cache that must give exactly the same parameters.
 - optionally ``has_closed_form`` / ``closed_form_stats`` / ``with_closed_form``: a fit in
@@ -94,7 +94,7 @@ class Conditioner(eqx.Module):
     def init_cache(self, context: Float[Array, " c"] | None) -> PyTree:
         return None
 
-    def step(
+    def block_params(
         self,
         cache: PyTree,
         x: Float[Array, " d"],
@@ -103,11 +103,22 @@ class Conditioner(eqx.Module):
         s: Int[Array, ""],
         rows: Int[Array, " m"],
     ) -> tuple[Float[Array, "m p"], PyTree]:
-        return self.naive_step(cache, x, feats, context, s, rows)
+        """Parameters of ``rows`` (this conditioner's elements in block ``s``) from the cache,
+        given ``x``/``feats`` filled for every step ``< s``; returns them and the new cache."""
+        return self.naive_block_params(cache, x, feats, context, s, rows)
+
+    def naive_block_params(self, cache, x, feats, context, s, rows):
+        """One full parallel pass, keeping the rows of block ``s`` (the reference)."""
+        return jnp.take(self(x, feats, context), rows, axis=0, mode="clip"), cache
+
+    # deprecated names (one release): "step" also meant an autoregressive step and a gradient update
+    def step(self, cache, x, feats, context, s, rows):
+        """Deprecated alias of ``block_params`` (what the sampler calls)."""
+        return self.block_params(cache, x, feats, context, s, rows)
 
     def naive_step(self, cache, x, feats, context, s, rows):
-        """One full parallel pass, keeping the rows of block ``s``."""
-        return jnp.take(self(x, feats, context), rows, axis=0, mode="clip"), cache
+        """Deprecated alias of ``naive_block_params``."""
+        return self.naive_block_params(cache, x, feats, context, s, rows)
 
     # -------------------------------------------------- closed-form fitting (optional)
     def has_closed_form(self) -> bool:

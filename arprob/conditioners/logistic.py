@@ -91,7 +91,7 @@ class LogisticConditioner(Conditioner):
             self.weight, self.out_rank, self.parent_mask, self.bias, self.context_weight, feats, context, self.tiles
         )
 
-    def step(self, cache, x, feats, context, s, rows):
+    def block_params(self, cache, x, feats, context, s, rows):
         take = lambda a: None if a is None else jnp.take(a, rows, axis=0, mode="clip")
         params = self._linear(
             take(self.weight), take(self.out_rank), take(self.parent_mask), take(self.bias),

@@ -272,7 +272,7 @@ class MADEConditioner(Conditioner):
     def init_cache(self, context):
         return tuple(jnp.zeros(w.shape[0], w.dtype) for w in self.weights)
 
-    def step(self, cache, x, feats, context, s, rows):
+    def block_params(self, cache, x, feats, context, s, rows):
         """Compute the hidden units of degree ``s - 1`` (now complete), then the rows of step ``s``.
 
         The direct rows get their own matrix-vector product: stacking them with the new units

@@ -415,7 +415,7 @@ class PixelCNNConditioner(Conditioner):
             h = r if h is None else h + r
         return self._output(h, context), dict(cache, h=hrow)
 
-    def step(self, cache, x, feats, context, s, rows):
+    def block_params(self, cache, x, feats, context, s, rows):
         padded = self._image(feats)
         i, j = self.step_row[s], self.step_col[s]
         cache = jax.lax.cond(

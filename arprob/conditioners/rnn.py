@@ -105,7 +105,7 @@ class RNNConditioner(Conditioner):
         )
         return out.reshape(-1, self.num_params)[self.out_index]
 
-    def step(self, cache, x, feats, context, s, rows):
+    def block_params(self, cache, x, feats, context, s, rows):
         state, out = self._advance(cache, self.inputs.at(feats, s), context)
         out = out.reshape(self.slots, self.num_params)
         return out[jnp.take(self.row_slot, rows, mode="clip")], state

@@ -20,7 +20,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from ..errors import SpecError
-from ..heads import Categorical, Head
+from ..heads import CategoricalHead, Head
 from ..masks import parent_elements
 from ..spec.layout import ElementLayout, Steps, may_read
 from ..spec.variables import Variable
@@ -83,7 +83,7 @@ class Table(ConditionalSpec):
     def bind_head(self, variable: Variable) -> Head:
         if not variable.is_discrete:
             raise SpecError(f"Table for {variable.name!r}: tables need a discrete variable; it is {variable.kind}.")
-        return Categorical().bind(variable)
+        return CategoricalHead().bind(variable)
 
     def validate(self, variable: Variable, layout: ElementLayout, steps: Steps, context_size: int) -> None:
         self.bind_head(variable)
@@ -146,7 +146,9 @@ class Table(ConditionalSpec):
                     f"{layout.describe_element(int(real))} is real and earlier; a table over every earlier "
                     "element needs discrete elements only (declare discrete parents)."
                 )
-            rows.append(math.prod(int(k) for k in cards))
+            rows.append(math.prod(int(k) for k in cards) if len(cards) <= 64 else 2**64)  # no huge bigint products
+            if rows[-1] > MAX_TABLE_CELLS:  # over the limit already: the caller refuses; stop counting
+                break
         return rows
 
     def _checked_cpt(self, variable: Variable, layout: ElementLayout) -> np.ndarray:
@@ -221,7 +223,7 @@ class TableConditioner(Conditioner):
     def __call__(self, x, feats, context):
         return self.log_probs[self.rows(x)]
 
-    def step(self, cache, x, feats, context, s, rows):
+    def block_params(self, cache, x, feats, context, s, rows):
         picked = jnp.take(self.rows(x), rows, mode="clip")
         return self.log_probs[picked], cache
 

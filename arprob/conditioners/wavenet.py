@@ -188,7 +188,7 @@ class WaveNetConditioner(Conditioner):
         first = jnp.zeros((k - 1, self.in_conv.shape[0] // k), dtype)
         return (first, tuple(jnp.zeros(((k - 1) * layer.dilation, c), dtype) for layer in self.layers))
 
-    def step(self, cache, x, feats, context, s, rows):
+    def block_params(self, cache, x, feats, context, s, rows):
         k = self.kernel_size
         first, buffers = cache
         taps, first = queue_taps(first, self.inputs.at(feats, s), s, k, 1)

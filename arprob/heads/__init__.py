@@ -7,7 +7,8 @@ from .logistic_mixture import GaussianMixture as GaussianMixture
 from .logistic_mixture import LogisticMixture as LogisticMixture
 from .numpyro_head import NumPyroHead as NumPyroHead
 from .simple import Bernoulli as Bernoulli
-from .simple import Categorical as Categorical
+from .simple import Categorical as Categorical  # deprecated alias of CategoricalHead
+from .simple import CategoricalHead as CategoricalHead
 from .simple import Gaussian as Gaussian
 from .simple import default_head as default_head
 

@@ -1,4 +1,9 @@
-"""Bernoulli, Categorical and Gaussian heads."""
+"""Bernoulli, categorical (softmax) and Gaussian heads.
+
+The categorical head is ``CategoricalHead`` (``ar.CategoricalHead``): ``ar.Categorical`` is the
+*variable* with k unordered values. ``arprob.heads.Categorical`` is a deprecated alias of
+the head, kept for one release.
+"""
 
 from __future__ import annotations
 
@@ -42,14 +47,14 @@ class Bernoulli(Head):
 
 
 @dataclasses.dataclass(frozen=True)
-class Categorical(Head):
-    """``p(x=j) = softmax(logits)_j`` over ``num_classes`` values."""
+class CategoricalHead(Head):
+    """``p(x=j) = softmax(logits)_j`` over ``num_classes`` values (spec kind ``categorical``)."""
 
     num_classes: int | None = None
     kind: ClassVar[str] = "categorical"
     supports: ClassVar[tuple[str, ...]] = ("binary", "categorical", "ordinal")
 
-    def bind(self, variable: Variable) -> "Categorical":
+    def bind(self, variable: Variable) -> "CategoricalHead":
         super().bind(variable)
         if self.num_classes is not None and self.num_classes != variable.num_values:
             raise SpecError(
@@ -77,6 +82,9 @@ class Categorical(Head):
     def split_params(self, params):
         return {"logits": params}
 
+
+#: deprecated alias (one release): the head used to share its name with the variable ``ar.Categorical``
+Categorical = CategoricalHead
 
 _HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 
