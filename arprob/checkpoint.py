@@ -127,14 +127,36 @@ def tree_digest(tree) -> str:
     return hashlib.sha256(_tree_bytes(tree)).hexdigest()
 
 
+def _fail(path: Path, message: str) -> CheckpointError:
+    return CheckpointError(f"Checkpoint {str(path)!r}: {message}")
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
 def read_verified(
     path: str | os.PathLike, fmt: str = FORMAT, segments: tuple[str, ...] = SEGMENTS
 ) -> tuple[dict[str, Any], bytes]:
-    """Verified header and payload of a container file of format ``fmt`` (``CheckpointError`` otherwise)."""
+    """Verified header and payload of a container file of format ``fmt`` (``CheckpointError`` otherwise).
+
+    The file's size is checked against the memory budget before it is read, the header's
+    length against the file, the sha256 over header and payload, then the header's JSON
+    (depth and number sizes included) and every segment length (a count ``>= 0``) before
+    any of it is used."""
+    from .budget import format_bytes, memory_budget
+
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Checkpoint {str(path)!r} does not exist.")
-    raw = path.read_bytes()
+    try:
+        if not path.is_file():
+            raise CheckpointError(f"Checkpoint {str(path)!r} does not exist.")
+        size = path.stat().st_size
+        budget = memory_budget()
+        if size > budget:
+            raise _fail(path, f"the file has {format_bytes(size)}, over the memory budget of {format_bytes(budget)}.")
+        raw = path.read_bytes()
+    except OSError as err:
+        raise _fail(path, f"cannot read the file ({err.strerror or err}).") from None
     if len(raw) < len(MAGIC) or raw[: len(MAGIC)] != MAGIC:
         raise CheckpointError(f"{str(path)!r} is not an arprob checkpoint (expected magic {MAGIC!r}).")
     if len(raw) < _PREFIX.size:
@@ -151,16 +173,34 @@ def read_verified(
         raise CheckpointError(f"Checkpoint {str(path)!r} is corrupted or truncated (sha256 mismatch).")
     try:
         header = json.loads(body[:header_len].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:  # pragma: no cover - the checksum catches this first
-        raise CheckpointError(f"Checkpoint {str(path)!r}: unreadable header ({err}).") from err
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:  # JSON, too-long integers, deep nesting
+        raise _fail(path, f"unreadable header ({type(err).__name__}: {str(err)[:200]}).") from None
     if not isinstance(header, dict) or header.get("format") != fmt:
         found = header.get("format") if isinstance(header, dict) else None
         raise CheckpointError(f"{str(path)!r}: header format is {found!r}; expected {fmt!r}.")
     payload = body[header_len:]
-    sizes = header.get("segments", {})
-    if not isinstance(sizes, dict) or sum(int(sizes.get(k, 0)) for k in segments) != len(payload):
+    sizes = header.get("segments")
+    if not isinstance(sizes, dict) or set(sizes) - set(segments):
+        raise _fail(path, f"header 'segments' must map some of {list(segments)} to byte lengths; got {sizes!r:.200}.")
+    for k, v in sizes.items():
+        if not _is_count(v):
+            raise _fail(path, f"segment {k!r} has length {v!r:.100}; expected an integer >= 0.")
+    if sum(sizes.values()) != len(payload):
         raise CheckpointError(f"Checkpoint {str(path)!r}: segment lengths do not add up to the payload length.")
+    if fmt == FORMAT:
+        _check_header(path, header)
     return header, payload
+
+
+def _check_header(path: Path, header: dict[str, Any]) -> None:
+    """The fields a training checkpoint must have, with their types."""
+    if not _is_count(header.get("step")):
+        raise _fail(path, f"header 'step' must be an integer >= 0; got {header.get('step')!r:.100}.")
+    if not isinstance(header.get("spec"), dict):
+        raise _fail(path, "header 'spec' must be a table (the model's spec).")
+    for key in ("rng", "state", "history"):
+        if not isinstance(header.get(key, {}), dict):
+            raise _fail(path, f"header {key!r} must be a table; got {type(header[key]).__name__}.")
 
 
 def read_header(path: str | os.PathLike) -> dict[str, Any]:
@@ -188,20 +228,51 @@ def _first_difference(a: Any, b: Any, where: str = "spec") -> str | None:
     return None if a == b else f"{where} ({a!r} in the checkpoint, {b!r} in the model)"
 
 
+def read_npy(f: io.BytesIO, where: str, *, shape: tuple[int, ...] | None = None, dtype: Any = None) -> np.ndarray:
+    """One ``.npy`` record from ``f`` (no pickle), its header checked before any allocation:
+    a plain numeric dtype, the ``shape``/``dtype`` asked for (when given), and a byte count
+    no larger than what is left in ``f`` (a hostile header can declare any shape)."""
+    from numpy.lib import format as npy
+
+    try:
+        version = npy.read_magic(f)
+        if version == (1, 0):
+            got_shape, fortran, got_dtype = npy.read_array_header_1_0(f)
+        elif version == (2, 0):
+            got_shape, fortran, got_dtype = npy.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError, OverflowError) as err:
+        raise CheckpointError(f"{where}: unreadable array header ({type(err).__name__}: {str(err)[:200]}).") from None
+    if got_dtype.hasobject or got_dtype.fields is not None or got_dtype.kind not in "biufc":
+        raise CheckpointError(f"{where}: array of dtype {got_dtype}; only plain numeric arrays are read.")
+    if shape is not None and (tuple(got_shape) != tuple(shape) or (dtype is not None and got_dtype != np.dtype(dtype))):
+        raise CheckpointError(
+            f"{where}: array of shape {tuple(got_shape)} dtype {got_dtype} where the model has shape {tuple(shape)} "
+            f"dtype {np.dtype(dtype) if dtype is not None else '?'}."
+        )
+    count = 1
+    for s in got_shape:
+        count *= int(s)
+    nbytes = count * got_dtype.itemsize
+    left = len(f.getbuffer()) - f.tell()
+    if nbytes > left:
+        raise CheckpointError(f"{where}: array of shape {tuple(got_shape)} needs {nbytes} bytes; {left} are left.")
+    data = np.frombuffer(f.read(nbytes), dtype=got_dtype, count=count)
+    return data.reshape(got_shape, order="F" if fortran else "C").copy()
+
+
 def _loader(path: Path, segment: str):
+    where = f"Checkpoint {str(path)!r}, segment {segment!r}"
+
     def load_leaf(f, x):
         if isinstance(x, (jax.Array, np.ndarray)):
-            try:
-                y = np.load(f, allow_pickle=False)
-            except ValueError as err:
-                raise CheckpointError(f"Checkpoint {str(path)!r}, segment {segment!r}: unreadable array ({err}).") from err
-            if y.shape != x.shape or y.dtype != x.dtype:
-                raise CheckpointError(
-                    f"Checkpoint {str(path)!r}, segment {segment!r}: array of shape {y.shape} dtype {y.dtype} where "
-                    f"the model has shape {x.shape} dtype {x.dtype}."
-                )
+            y = read_npy(f, where, shape=x.shape, dtype=x.dtype)
             return jnp.asarray(y) if isinstance(x, jax.Array) else y
-        return eqx.default_deserialise_filter_spec(f, x)
+        if isinstance(x, (bool, int, float, complex, np.generic)):  # a Python/NumPy scalar leaf
+            y = read_npy(f, where, shape=())
+            return type(x)(y.item())
+        return x
 
     return load_leaf
 
@@ -219,7 +290,7 @@ def _restore(path: Path, payload: bytes, header: dict, segment: str, like):
         tree = eqx.tree_deserialise_leaves(buf, like, filter_spec=_loader(path, segment))
     except CheckpointError:
         raise
-    except Exception as err:  # structure mismatch: e.g. another optimizer
+    except Exception as err:  # structure mismatch: e.g. another optimizer; a scalar of another type
         raise CheckpointError(
             f"Checkpoint {str(path)!r}, segment {segment!r} does not match the given template ({err})."
         ) from err
@@ -253,11 +324,21 @@ def load_checkpoint(
 
         try:
             spec = spec_from_dict(header["spec"], source=f"checkpoint {str(path)!r}")
-        except Exception as err:
+        except (MemoryError, TimeoutError):
+            raise
+        except Exception as err:  # SpecError, and whatever a hostile spec table trips (never silently)
             raise CheckpointError(f"Checkpoint {str(path)!r}: stored spec cannot be built ({err}).") from err
-        model = compile_spec(spec)
+        from .errors import SpecError
+
+        try:
+            model = compile_spec(spec)  # checks the memory budget before allocating anything
+        except SpecError as err:
+            raise SpecError(f"Checkpoint {str(path)!r}: {err}") from None
     else:
-        diff = _first_difference(header["spec"], _jsonable(model.spec))
+        try:
+            diff = _first_difference(header["spec"], _jsonable(model.spec))
+        except RecursionError:
+            diff = "spec (nested too deeply)"
         if diff is not None:
             raise CheckpointError(f"Checkpoint {str(path)!r} was written for another spec: differs at {diff}.")
     return Checkpoint(

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..conditioners.table import Table
+from ..conditioners.table import MAX_TABLE_CELLS, Table
 from ..errors import SpecError
 from ..fileio import atomic_write_bytes
 from ..model import Model
@@ -265,6 +265,9 @@ def _parse_probability(tokens: _Tokens, states: dict, blocks: dict):
             raise tokens.error(f"variable {child!r} lists parent {p!r} twice.", line)
     k = len(states[child])
     cards = tuple(len(states[p]) for p in parents)
+    if math.prod(cards) * k > MAX_TABLE_CELLS:  # checked before the table is allocated
+        raise tokens.error(f"the table of {child!r} would have {math.prod(cards) * k} cells (> {MAX_TABLE_CELLS}); "
+                           "arprob's tables hold at most that many.", pline)
     rows = np.full((math.prod(cards), k), np.nan)
     seen: dict[int, int] = {}
     default: list[float] | None = None

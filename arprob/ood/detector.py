@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..checkpoint import CheckpointError, load_model, read_verified, tree_digest, write_verified
+from ..checkpoint import CheckpointError, load_model, read_npy, read_verified, tree_digest, write_verified
 from ..data import as_source
 from ..errors import DataError
 from ..model import Model, flat_log_prob
@@ -277,13 +277,16 @@ class Detector:
         header, payload = read_verified(path, FORMAT, _SEGMENTS)
         where = f"Detector file {str(path)!r}"
         try:
-            cal = np.load(io.BytesIO(payload), allow_pickle=False)
+            cal = read_npy(io.BytesIO(payload), where)  # its header checked before any allocation
             correction, fpr, two_sided = header["correction"], float(header["fpr"]), bool(header["two_sided"])
             model_info, background_info = header["model"], header["background"]
-            batch_size = int(header["batch_size"])
-        except (KeyError, TypeError, ValueError) as err:
+            batch_size, num_calibration = int(header["batch_size"]), int(header.get("num_calibration", -1))
+            if not (isinstance(model_info, dict) and isinstance(background_info, (dict, type(None)))
+                    and batch_size >= 1 and 0 < fpr < 1):
+                raise ValueError("expected tables 'model'/'background', batch_size >= 1 and 0 < fpr < 1")
+        except (KeyError, TypeError, ValueError, OverflowError) as err:
             raise CheckpointError(f"{where}: malformed header or calibration segment ({err!r}).") from err
-        if cal.dtype != np.float64 or cal.shape != (int(header.get("num_calibration", -1)),):
+        if cal.dtype != np.float64 or cal.shape != (num_calibration,):
             raise CheckpointError(f"{where}: calibration scores of dtype {cal.dtype}, shape {cal.shape} do not match "
                                   f"num_calibration={header.get('num_calibration')!r}.")
         if correction not in CORRECTIONS:
@@ -302,7 +305,7 @@ def _model_for(detector_path, role: str, info: dict, model: Model | None) -> Mod
     where = f"Detector file {str(detector_path)!r}"
     if model is None:
         ckpt = info.get("checkpoint")
-        if not ckpt:
+        if not ckpt or not isinstance(ckpt, str):
             raise CheckpointError(f"{where}: no {role} checkpoint was recorded; pass the {role} to Detector.load.")
         path = Path(ckpt)
         if not path.is_absolute() and not path.exists():

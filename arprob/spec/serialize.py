@@ -118,7 +118,7 @@ def _build(table: dict, where: str, default_category: str | None) -> Any:
         return cls(**kwargs)
     except SpecError as e:
         raise SpecError(f"{where}: {e}") from None
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise SpecError(f"{where}: invalid {kind!r}: {e}") from None
 
 
@@ -185,6 +185,9 @@ def load_spec(path: str | os.PathLike) -> Spec:
         raise SpecError(f"{path}: cannot read spec file: {e.strerror}.") from None
     try:
         data = tomllib.loads(raw.decode()) if path.suffix == ".toml" else json.loads(raw)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SpecError(f"{path}: malformed {'TOML' if path.suffix == '.toml' else 'JSON'}: {e}") from None
-    return spec_from_dict(data, source=str(path))
+    except (tomllib.TOMLDecodeError, ValueError, UnicodeDecodeError, RecursionError) as e:  # ValueError: JSON, long ints
+        raise SpecError(f"{path}: malformed {'TOML' if path.suffix == '.toml' else 'JSON'}: {str(e)[:300]}") from None
+    try:
+        return spec_from_dict(data, source=str(path))
+    except RecursionError:
+        raise SpecError(f"{path}: nested too deeply.") from None

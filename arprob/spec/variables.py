@@ -23,7 +23,7 @@ def _check_name(name: object) -> None:
 def _check_shape(name: str, shape: object) -> tuple[int, ...]:
     try:
         shape = tuple(int(s) for s in shape)  # type: ignore[union-attr]
-    except TypeError:
+    except (TypeError, ValueError, OverflowError):  # not a sequence; 'a', inf or nan inside
         raise SpecError(f"Variable {name!r}: expected a shape tuple; got {shape!r}.") from None
     if any(s <= 0 for s in shape):
         raise SpecError(f"Variable {name!r}: every dimension must be positive; got {shape}.")
