@@ -1,0 +1,73 @@
+"""Reading data files and writing result files for the command line (all writes atomic)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..data import load_array
+from ..fileio import atomic_write_bytes
+
+write_bytes = atomic_write_bytes
+
+
+def load_data(path: str | os.PathLike) -> dict[str, np.ndarray] | np.ndarray:
+    """A ``.npz`` (mapping) or ``.npy`` (flat) data file, read into memory."""
+    return load_array(path, mmap=False)
+
+
+def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_rows(path: str | os.PathLike, rows: list[dict]) -> None:
+    """Records as CSV (with a header) or JSON lines, chosen by the suffix ``.csv``/``.jsonl``."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
+        return
+    if path.suffix != ".csv":
+        raise ValueError(f"{path}: expected a .csv or .jsonl file name.")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else [])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def write_image_grid(path: str | os.PathLike, images: np.ndarray, levels: int, title: str) -> None:
+    """A PNG grid of integer images ``(n, H, W)`` or ``(n, H, W, 3)`` (matplotlib, Agg)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise ImportError(f"{err}; PNG output needs matplotlib: pip install 'arprob[plot]'") from None
+    n = images.shape[0]
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.2 * rows + 0.4), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            img = images[i] / max(levels - 1, 1)
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    fig.suptitle(title, fontsize=9)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
