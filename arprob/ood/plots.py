@@ -133,8 +133,10 @@ def plot_surprisal_maps(
     if images is not None:
         imgs = np.asarray(images, np.float64)
         imgs = imgs[None] if imgs.ndim == 2 else imgs
-        if imgs.shape[:3] != bits.shape[:3] and imgs.shape[:3] != (bits.shape[0], *bits.shape[1:3]):
-            raise ValueError(f"images: expected shape {bits.shape}; got {np.shape(images)}.")
+        if imgs.shape[:3] != bits.shape[:3] or imgs.ndim not in (3, 4):
+            raise ValueError(f"images: expected shape {bits.shape} (or with a channel axis); got {np.shape(images)}.")
+        if imgs.ndim == 4:  # channels: one channel drawn grey, three or four as colour scaled to [0, 1]
+            imgs = imgs[..., 0] if imgs.shape[-1] == 1 else imgs / max(float(np.nanmax(imgs)), 1e-12)
     rows = 2 if imgs is not None else 1
     fig = _figure((1.6 * n + 1.2, 1.7 * rows + 0.5))
     vmax = float(np.nanmax(bits[:n])) if np.isfinite(np.nanmax(bits[:n])) else 1.0
@@ -142,7 +144,7 @@ def plot_surprisal_maps(
     for i in range(n):
         if imgs is not None:
             ax = fig.add_subplot(rows, n, i + 1)
-            ax.imshow(imgs[i] if imgs.ndim == 3 else imgs[i].squeeze(), cmap="gray_r", interpolation="nearest")
+            ax.imshow(imgs[i], cmap="gray_r", interpolation="nearest")
             ax.set_axis_off()
             if titles is not None and i < len(titles):
                 ax.set_title(str(titles[i]), fontsize=7)
