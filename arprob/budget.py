@@ -38,6 +38,7 @@ This module imports only the declaration layer (``spec/``), so the spec can call
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -52,6 +53,11 @@ ENV_VAR = "ARPROB_MEMORY_BUDGET"
 SPEC_BYTES_PER_ELEMENT = 256
 
 _explicit_budget: int | None = None
+
+
+class MemoryBudgetWarning(UserWarning):
+    """A batch size was lowered to fit the memory budget."""
+
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
           "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
@@ -164,6 +170,7 @@ class Estimate:
 
     components: tuple[ComponentEstimate, ...]
     itemsize: int
+    overhead_bytes: int = 0
     exact_param_bytes: int | None = None
 
     @property
@@ -172,7 +179,7 @@ class Estimate:
 
     @property
     def param_bytes(self) -> int:
-        return self.exact_param_bytes if self.exact_param_bytes is not None else sum(
+        return self.exact_param_bytes if self.exact_param_bytes is not None else self.overhead_bytes + sum(
             c.param_bytes for c in self.components)
 
     @property
@@ -264,6 +271,8 @@ def _est(cond, var, spec, n, p, *, params: int, buffers: int, build: int, fixed:
     it = _itemsize()
     u = int(getattr(cond.bind_head(var), "num_uniforms", 1))
     connectivity, sample_common = _common(spec, n, p, u)
+    _, _, s, m, _ = _sizes(spec)
+    buffers += 4 * (n + 2 * s * min(m, n))  # the model's component: elements, block rows and elements (int32)
     return ComponentEstimate(
         name=var.name, kind=type(cond).kind, num_elements=n, num_params=int(params),
         param_bytes=int(params * it + buffers), build_bytes=int(connectivity + build), fixed_bytes=int(fixed * it),
@@ -403,7 +412,16 @@ def _by_eval_shape(cond, var, spec, n, p) -> ComponentEstimate:
 
 
 def estimate_components(spec) -> tuple[ComponentEstimate, ...]:
-    """One ``ComponentEstimate`` per variable, by its family's registered formula."""
+    """One ``ComponentEstimate`` per variable, by its family's registered formula (cached
+    per spec and float width: ``compile`` and every scoring call ask)."""
+    try:
+        return _components(spec, _itemsize(), tuple(ESTIMATORS.items()))
+    except TypeError:  # a spec holding something unhashable: not cached
+        return _components.__wrapped__(spec, _itemsize(), tuple(ESTIMATORS.items()))
+
+
+@functools.lru_cache(maxsize=128)
+def _components(spec, itemsize: int, estimators) -> tuple[ComponentEstimate, ...]:
     comps = []
     for var, (name, cond) in zip(spec.variables, spec.conditionals):
         p = int(cond.bind_head(var).num_params)
@@ -418,7 +436,9 @@ def estimate(spec, *, exact: bool = False) -> Estimate:
     ``exact=True`` also counts the stored arrays exactly by ``jax.eval_shape`` of
     ``compile`` (after ``check_budget`` of the formula, so the host-side build fits).
     """
-    est = Estimate(components=estimate_components(spec), itemsize=_itemsize())
+    layout = spec.layout
+    encoder = 4 * (layout.num_elements + 1) * (2 + int(layout.feature_width.max()))  # features.Encoder (int32)
+    est = Estimate(components=estimate_components(spec), itemsize=_itemsize(), overhead_bytes=encoder)
     if exact:
         import jax
 
@@ -525,7 +545,7 @@ def batch_size_for(model_or_spec: Any, requested: int, *, what: str = "log_prob"
     if warn is None:
         import warnings
 
-        warnings.warn(message, ResourceWarning, stacklevel=3)
+        warnings.warn(message, MemoryBudgetWarning, stacklevel=3)
     else:
         warn(message)
     return fits

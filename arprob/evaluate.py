@@ -20,6 +20,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
+from .budget import batch_size_for
 from .data import as_source
 from .model import Model, flat_log_prob_terms
 from .sharding import Devices, Mesh, check_batch_size, make_mesh, num_devices, replicate, shard_batch
@@ -97,13 +98,25 @@ def evaluate(
         data: mapping, flat array, ``.npy``/``.npz`` path, ``ArraySource`` or ``BatchStream``.
         context: optional ``(N, context_size)`` conditioning vectors.
         batch_size: rows per compiled call (the last batch is padded; rounded up to a
-            multiple of the number of devices).
+            multiple of the number of devices). When its estimated peak exceeds the memory
+            budget (``arprob.budget``), the largest batch that fits is used instead and a
+            ``MemoryBudgetWarning`` says so.
         devices: ``None`` (one device), ``"all"``, a count, a device list or a ``Mesh``
             (the batch is sharded over them; see ``arprob.sharding``).
         return_log_prob: also return every example's ``log p(x)``.
     """
     mesh = devices if isinstance(devices, Mesh) else make_mesh(devices)
     return _evaluate(model, as_source(model.spec, data, context), batch_size, mesh, return_log_prob)
+
+
+def fitting_batch_size(model: Model, batch_size: int, num_devices: int = 1, what: str = "log_prob") -> int:
+    """``batch_size``, or the largest multiple of ``num_devices`` whose estimated peak
+    (``arprob.budget``: parameters + per-call temporaries + ``B`` x per-example memory) fits
+    the memory budget when it does not; the reduction is reported by a ``MemoryBudgetWarning``."""
+    fits = batch_size_for(model, batch_size, what=what)
+    if fits < batch_size:
+        fits = max(num_devices, fits - fits % num_devices)
+    return fits
 
 
 def _evaluate(model: Model, source, batch_size: int, mesh, return_log_prob: bool = False, placed_model=None):
@@ -113,6 +126,7 @@ def _evaluate(model: Model, source, batch_size: int, mesh, return_log_prob: bool
     batch_size = -(-batch_size // k) * k
     if source.num_examples is not None:  # no bigger than needed (but a multiple of k)
         batch_size = min(batch_size, -(-source.num_examples // k) * k)
+    batch_size = fitting_batch_size(model, batch_size, k)
     check_batch_size(batch_size, mesh)
     placed = placed_model if placed_model is not None else replicate(model, mesh)
     total, by_var, n = 0.0, np.zeros(len(model.spec.variables)), 0

@@ -58,6 +58,9 @@ def _log_prob(model: Model, data, context, batch_size: int) -> np.ndarray:
     source = as_source(model.spec, data, context)
     if source.num_examples is not None:
         batch_size = max(1, min(batch_size, source.num_examples))
+    from ..evaluate import fitting_batch_size  # the budget's largest batch when batch_size is over it
+
+    batch_size = fitting_batch_size(model, batch_size)
     out = []
     for x, c, valid in source.sequential(batch_size):
         ctx = None if c is None else jnp.asarray(_pad(c, batch_size))
