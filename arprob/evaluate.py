@@ -75,6 +75,16 @@ def _score_batch(model: Model, x, context, valid):
     return by_var.sum(-1), by_var.sum(0)
 
 
+def _to_host(a) -> np.ndarray:
+    """A result on the host; one spanning several processes' devices is gathered
+    (``multihost_utils.process_allgather``: every process gets the global array)."""
+    if getattr(a, "is_fully_addressable", True):
+        return np.asarray(a)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+
+
 def _pad(a: np.ndarray | None, size: int) -> np.ndarray | None:
     if a is None or a.shape[0] == size:
         return a
@@ -136,12 +146,12 @@ def _evaluate(model: Model, source, batch_size: int, mesh, return_log_prob: bool
         lp, bv = _score_batch(
             placed, shard_batch(_pad(x, batch_size), mesh), shard_batch(_pad(c, batch_size), mesh), shard_batch(mask, mesh)
         )
-        bv = np.asarray(bv, dtype=np.float64)
+        bv = _to_host(bv).astype(np.float64)
         by_var += bv
         total += bv.sum()
         n += valid
         if return_log_prob:
-            log_probs.append(np.asarray(lp)[:valid])
+            log_probs.append(_to_host(lp)[:valid])
     if n == 0:
         raise ValueError("evaluate: the data hold no examples.")
     spec = model.spec
