@@ -38,6 +38,7 @@ import numpy as np
 from ..checkpoint import CheckpointError, load_model, read_npy, read_verified, tree_digest, write_verified
 from ..data import as_source
 from ..errors import DataError
+from ..evaluate import fitting_batch_size
 from ..model import Model, flat_log_prob
 from ..model import compile as compile_spec
 from ..train import fit
@@ -49,26 +50,26 @@ FORMAT = "arprob.detector/1"
 _SEGMENTS = ("calibration",)
 
 
-def _log_prob(model: Model, data, context, batch_size: int) -> np.ndarray:
-    """``log p(x)`` of every record: validated once, scored in padded chunks of
-    ``batch_size`` by the jitted ``flat_log_prob`` (one compiled shape; memory bounded by
-    a chunk for memory-mapped files and batch streams)."""
+def _log_prob(model: Model, data, context, batch_size: int, *, complexity: bool = False):
+    """``log p(x)`` of every record (and, with ``complexity``, its compressed length in bits):
+    validated once, scored in padded chunks of ``batch_size`` by the jitted ``flat_log_prob``
+    (one compiled shape; memory bounded by a chunk for memory-mapped files and streams)."""
     if batch_size < 1:
         raise ValueError(f"Expected batch_size >= 1; got {batch_size}.")
     source = as_source(model.spec, data, context)
     if source.num_examples is not None:
         batch_size = max(1, min(batch_size, source.num_examples))
-    from ..evaluate import fitting_batch_size  # the budget's largest batch when batch_size is over it
-
-    batch_size = fitting_batch_size(model, batch_size)
-    out = []
+    batch_size = fitting_batch_size(model, batch_size)  # lowered (with a warning) to fit the memory budget
+    out, bits = [], []
     for x, c, valid in source.sequential(batch_size):
         ctx = None if c is None else jnp.asarray(_pad(c, batch_size))
         lp = flat_log_prob(model, jnp.asarray(_pad(x, batch_size)), ctx)
         out.append(np.asarray(lp, np.float64)[:valid])
+        if complexity:
+            bits.append(complexity_bits(model.spec, np.asarray(x)[:valid]))
     if not out:
         raise DataError("The data hold no records.")
-    return np.concatenate(out)
+    return (np.concatenate(out), np.concatenate(bits)) if complexity else np.concatenate(out)
 
 
 def _pad(a: np.ndarray, size: int) -> np.ndarray:
@@ -91,18 +92,13 @@ def raw_scores(
 def _scores(model, data, context, correction, background, batch_size) -> tuple[np.ndarray, np.ndarray]:
     """``(scores, log p(x))``."""
     _check_correction(correction, background)
+    if correction == "complexity":
+        log_p, bits = _log_prob(model, data, context, batch_size, complexity=True)
+        return -log_p / np.log(2.0) - bits, log_p
     log_p = _log_prob(model, data, context, batch_size)
     if correction is None:
         return -log_p, log_p
-    if correction == "likelihood_ratio":
-        return _log_prob(background, data, context, batch_size) - log_p, log_p
-    return -log_p / np.log(2.0) - complexity_bits(model.spec, _materialise(model, data, context)), log_p
-
-
-def _materialise(model: Model, data, context) -> np.ndarray:
-    """The flat ``(N, D)`` records (the compressor reads them on the host)."""
-    source = as_source(model.spec, data, context)
-    return np.concatenate([np.asarray(x)[:valid] for x, _, valid in source.sequential(4096)])
+    return _log_prob(background, data, context, batch_size) - log_p, log_p
 
 
 def _check_correction(correction, background) -> None:
