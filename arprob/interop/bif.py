@@ -28,6 +28,7 @@ order topological). Errors name the file and the line.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import math
@@ -64,37 +65,37 @@ class BIFError(SpecError):
 
 
 class _Tokens:
+    """Tokens with their offsets; a token's line is looked up (bisect) only when needed."""
+
     def __init__(self, text: str, source: str):
         self.source = source
-        self.items: list[tuple[str, int]] = []
-        line, last = 1, 0
-        for m in _TOKEN.finditer(text):
-            line += text.count("\n", last, m.start())
-            last = m.start()
-            tok = m.group()
-            if not tok.startswith(("//", "/*")):
-                self.items.append((tok, line))
-        self.eof_line = line + text.count("\n", last)
+        found = [(m.group(), m.start()) for m in _TOKEN.finditer(text)]
+        kept = [f for f in found if not f[0].startswith(("//", "/*"))]
+        self.toks: list[str] = [t for t, _ in kept]
+        self.starts: list[int] = [p for _, p in kept]
+        self.newlines = [m.start() for m in re.finditer("\n", text)]
+        self.semis = [i for i, t in enumerate(self.toks) if t == ";"]
+        self.eof_line = len(self.newlines) + 1
         self.pos = 0
 
+    def line_of(self, i: int) -> int:
+        return bisect.bisect_right(self.newlines, self.starts[i]) + 1 if i < len(self.toks) else self.eof_line
+
     def error(self, message: str, line: int | None = None) -> BIFError:
-        if line is None:
-            line = self.items[self.pos][1] if self.pos < len(self.items) else self.eof_line
-        return BIFError(self.source, line, message)
+        return BIFError(self.source, self.line_of(self.pos) if line is None else line, message)
 
     def peek(self) -> str | None:
-        return self.items[self.pos][0] if self.pos < len(self.items) else None
+        return self.toks[self.pos] if self.pos < len(self.toks) else None
 
     @property
     def line(self) -> int:
-        return self.items[self.pos][1] if self.pos < len(self.items) else self.eof_line
+        return self.line_of(self.pos)
 
     def next(self, what: str) -> tuple[str, int]:
-        if self.pos >= len(self.items):
+        if self.pos >= len(self.toks):
             raise self.error(f"unexpected end of file; expected {what}.")
-        tok = self.items[self.pos]
         self.pos += 1
-        return tok
+        return self.toks[self.pos - 1], self.line_of(self.pos - 1)
 
     def expect(self, tok: str) -> int:
         got, line = self.next(repr(tok))
@@ -117,8 +118,19 @@ class _Tokens:
 
     def numbers(self, what: str) -> tuple[list[float], int]:
         """Numbers separated by commas or spaces up to ``;``."""
-        values, line0 = [], self.line
-        while True:
+        start, line0 = self.pos, self.line
+        k = bisect.bisect_left(self.semis, start)
+        if k < len(self.semis):  # fast path: convert the whole run at once
+            end = self.semis[k]
+            try:
+                values = [float(t) for t in self.toks[start:end] if t != ","]
+            except ValueError:
+                values = None
+            if values is not None and all(v >= 0 and v != math.inf for v in values):
+                self.pos = end + 1
+                return values, line0
+        values = []
+        while True:  # slow path: find the offending token and its line
             tok, line = self.next(f"{what} ending with ';'")
             if tok == ";":
                 return values, line0
@@ -271,6 +283,7 @@ def _parse_probability(tokens: _Tokens, states: dict, blocks: dict):
     rows = np.full((math.prod(cards), k), np.nan)
     seen: dict[int, int] = {}
     default: list[float] | None = None
+    state_index = [{st: i for i, st in enumerate(states[p])} for p in parents]
     tokens.expect("{")
     while tokens.peek() != "}":
         tok, line = tokens.next("'table', '(', 'default', 'property' or '}'")
@@ -290,25 +303,27 @@ def _parse_probability(tokens: _Tokens, states: dict, blocks: dict):
             default, vline = tokens.numbers("the default row")
             _check_row(tokens, default, k, f"default row of {child!r}", vline)
         elif tok == "(":
-            config: list[str] = []
-            while tokens.peek() != ")":
-                s, sline = tokens.next("a parent state or ')'")
-                if s == ",":
-                    continue
-                if s in _PUNCT:
-                    raise tokens.error(f"expected a parent state; got {s!r}.", sline)
-                config.append(s)
-            tokens.expect(")")
+            try:
+                close = tokens.toks.index(")", tokens.pos)
+            except ValueError:
+                raise tokens.error("unexpected end of file; expected ')'.") from None
+            config = [t for t in tokens.toks[tokens.pos : close] if t != ","]
+            for j, t in enumerate(tokens.toks[tokens.pos : close]):
+                if t in _PUNCT and t != ",":
+                    raise tokens.error(f"expected a parent state; got {t!r}.", tokens.line_of(tokens.pos + j))
+            tokens.pos = close + 1
             if len(config) != len(parents):
                 raise tokens.error(f"row of {child!r} names {len(config)} parent states; it has {len(parents)} "
                                    f"parents {list(parents)}.", line)
             index = []
-            for p, s in zip(parents, config):
-                if s not in states[p]:
+            for p, s, lookup in zip(parents, config, state_index):
+                if s not in lookup:
                     raise tokens.error(f"row of {child!r}: {s!r} is not a state of parent {p!r} "
                                        f"(states {list(states[p])}).", line)
-                index.append(states[p].index(s))
-            r = int(np.ravel_multi_index(index, cards)) if cards else 0
+                index.append(lookup[s])
+            r = 0
+            for i, c in zip(index, cards):  # mixed radix, last parent fastest
+                r = r * c + i
             if r in seen:
                 raise tokens.error(f"row ({', '.join(config)}) of {child!r} is given twice "
                                    f"(first on line {seen[r]}).", line)
