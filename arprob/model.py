@@ -250,7 +250,7 @@ class Model(eqx.Module):
         """
         x, ctx = self._prepare(data, context)
         mask = observed_mask(self.spec, observed, x.shape[0])
-        return to_dict(self.spec, flat_sample_conditional(self, key, x, mask.astype(x.dtype), ctx, naive))
+        return to_dict(self.spec, flat_sample_conditional(self, key, x, jnp.asarray(mask), ctx, naive))
 
     # ------------------------------------------------------------------ helpers
     def to_flat(self, data):
@@ -290,7 +290,7 @@ same draws as the full sampler (benchmarks time slow samplers this way)."""
 
 flat_sample_conditional = jax.jit(Model._sample_conditional_impl, static_argnums=(5,))
 """``flat_sample_conditional(model, key, x, observed, context, naive)``: ``x`` completed
-where ``observed`` (``(n, D)``, 1 = keep) is 0 (``Model.sample_conditional``)."""
+where the boolean ``observed`` (``(n, D)``) is False (``Model.sample_conditional``)."""
 
 flat_purify = jax.jit(Model._purify_impl, static_argnums=(5, 6))
 """``flat_purify(model, key, x, eps, context, rule, naive)``: the scan with a box rule
