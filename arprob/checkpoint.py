@@ -352,3 +352,102 @@ def load_checkpoint(
 def load_model(path: str | os.PathLike) -> Model:
     """The model stored in a checkpoint (its spec compiled, its arrays restored)."""
     return load_checkpoint(path).model
+
+
+# ---------------------------------------------------------------- one writer per file
+class CheckpointLock:
+    """``<checkpoint>.lock``: JSON ``{"pid", "host", "started"}``, created with ``O_EXCL`` so
+    two runs cannot both hold it. Released by ``release()``, when the lock object is
+    collected (the end of ``fit``) or at interpreter exit. A lock left by a process that
+    is gone (same host, pid not running) is taken over; one held by a live process, or
+    by another host, makes the next run refuse with a ``CheckpointError`` naming its owner."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._finalizer = None
+
+    def release(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()
+
+    def __enter__(self) -> "CheckpointLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _unlink_own(path: Path, token: str) -> None:
+    try:
+        if json.loads(path.read_text()).get("token") == token:
+            path.unlink()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _owner_alive(owner: dict) -> bool:
+    import socket
+
+    if owner.get("host") != socket.gethostname():
+        return True  # another host: cannot tell, assume it runs
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if pid == os.getpid():
+        return False  # this process: an earlier fit that did not release (e.g. interrupted)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lock_checkpoint(path: str | os.PathLike) -> CheckpointLock:
+    """Take the lock of checkpoint ``path`` for this process (see ``CheckpointLock``).
+
+    **Raises:** ``CheckpointError`` when another live run holds it (its pid, host and start
+    time are named)."""
+    import socket
+    import time
+    import uuid
+    import weakref
+
+    path = Path(path)
+    lock_path = path.with_name(path.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "token": token})
+    for _ in range(3):
+        try:
+            fd = os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                owner = json.loads(lock_path.read_text())
+                owner = owner if isinstance(owner, dict) else {}
+            except (OSError, ValueError):
+                owner = {}  # half-written or unreadable: another run is creating it, or died mid-write
+            try:
+                abandoned = not owner and time.time() - lock_path.stat().st_mtime > 10
+            except FileNotFoundError:
+                continue
+            if abandoned or (owner and not _owner_alive(owner)):
+                try:
+                    lock_path.unlink()  # stale: its process is gone
+                except FileNotFoundError:
+                    pass
+                continue
+            when = owner.get("started")
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)) if isinstance(when, (int, float)) else "?"
+            raise CheckpointError(
+                f"Checkpoint {str(path)!r} is in use by another run (process {owner.get('pid', '?')} on host "
+                f"{owner.get('host', '?')!r}, since {since}; lock file {str(lock_path)!r}). Wait for it to finish, "
+                "pass another checkpoint path, or delete the lock file if that run is gone."
+            ) from None
+        with os.fdopen(fd, "w") as f:
+            f.write(record)
+        lock = CheckpointLock(lock_path)
+        lock._finalizer = weakref.finalize(lock, _unlink_own, lock_path, token)  # also runs at exit
+        return lock
+    raise CheckpointError(f"Checkpoint {str(path)!r}: could not take the lock file {str(lock_path)!r}.")

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, lock_checkpoint, save_checkpoint
 from .data import ArraySource, as_source, split_source
 from .errors import DataError
 from .evaluate import _evaluate
@@ -591,6 +591,7 @@ def fit(
     opts.check(val_source is not None)
 
     resume_path = _resume_path(resume, checkpoint)
+    lock = lock_checkpoint(checkpoint) if checkpoint is not None and main else None  # noqa: F841 (held by fit)
     history = History()
     if resume_path is None:
         model = fit_closed_form(model, (x for x, _, _ in source.sequential(4096)))

@@ -140,3 +140,56 @@ def test_resume_under_another_process_count(runs):
     np.testing.assert_allclose(alone.history["loss"], runs["twelve"].history["loss"], **TOL)
     for got, ref in zip(_leaves(alone.model), full):
         np.testing.assert_allclose(got, ref, **TOL)
+
+
+def test_a_second_run_on_the_same_checkpoint_refuses_at_start(tmp_path):
+    """A live process of this host holds ``m.ckpt.lock``: ``fit`` refuses before training,
+    naming it; once that process is gone its stale lock is taken over, and released at the end."""
+    path, lock = tmp_path / "m.ckpt", tmp_path / "m.ckpt.lock"
+    model = ar.compile(SPEC)
+    data = {"img": np.random.default_rng(1).integers(0, 2, (32, 4, 4))}
+    owner = subprocess.Popen(["sleep", "60"])
+    try:
+        lock.write_text(json.dumps({"pid": owner.pid, "host": socket.gethostname(), "started": 0.0}))
+        with pytest.raises(ar.CheckpointError, match=f"in use by another run \\(process {owner.pid} on host"):
+            ar.fit(model, data, num_steps=2, checkpoint=path, **KW)
+        assert not path.exists()
+    finally:
+        owner.kill()
+        owner.wait()
+    ar.fit(model, data, num_steps=2, checkpoint=path, **KW)
+    assert ar.checkpoint.read_header(path)["step"] == 2 and not lock.exists()
+
+
+def test_interleaved_writers_never_leave_a_damaged_file(tmp_path):
+    """Two threads rewrite one container file 40 times each while a third reads it: every
+    read is one writer's complete file (atomic rename), never a mix or a truncation."""
+    import threading
+
+    from arprob.checkpoint import read_verified, write_verified
+
+    path = tmp_path / "c.ckpt"
+    payloads = {w: bytes([w]) * 200_000 for w in (1, 2)}
+    write_verified(path, {"format": "t", "writer": 1, "segments": {"a": 200_000}}, [payloads[1]])
+    seen, stop = set(), threading.Event()
+
+    def write(w):
+        for _ in range(40):
+            write_verified(path, {"format": "t", "writer": w, "segments": {"a": 200_000}}, [payloads[w]])
+
+    def read():
+        while not stop.is_set():
+            header, payload = read_verified(path, "t", ("a",))
+            assert payload == payloads[header["writer"]]
+            seen.add(header["writer"])
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    writers = [threading.Thread(target=write, args=(w,)) for w in (1, 2)]
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    stop.set()
+    reader.join()
+    assert seen and not list(tmp_path.glob(".c.ckpt.*.tmp"))
