@@ -147,7 +147,7 @@ def attention_tiles(n: int, tile: int) -> tuple[int, int]:
     return t, 8 * (-(-n // (8 * t)))
 
 
-def blocked_attend(q, k, v, q_step, k_step, *, same_step: bool, start=None, tile: int = 128):
+def blocked_attend(q, k, v, q_step, k_step, *, same_step: bool, start=None, tile: int = 128, rows=None, finish=None):
     """Attention under the step rule in ``B x B`` tiles with an online softmax (flash-style).
 
     ``q (N, H, dh)``, ``k, v (N, H, dh)``, ``q_step, k_step (N,)`` int -> ``(N, H * dh)``:
@@ -159,7 +159,10 @@ def blocked_attend(q, k, v, q_step, k_step, *, same_step: bool, start=None, tile
         m' = max(m, max_j s_tj),   l' = l e^(m - m') + sum_j e^(s_tj - m'),
         a' = a e^(m - m') + sum_j e^(s_tj - m') v_j,        out = a / l,
 
-    so at most ``H B^2`` scores exist at a time (not ``H N^2``). A key tile no query of the
+    so at most ``H B^2`` scores exist at a time (not ``H N^2``). With ``finish``, each query
+    tile's output is ``finish(out_tile, rows_tile)`` instead (``rows (N, ...)``: per-row
+    inputs of a row-wise epilogue such as the residual and MLP, which then never exist for
+    all rows at once). A key tile no query of the
     tile may read (``may_read`` of the tile's largest query step and smallest key step is
     False) is skipped by ``lax.cond``: with rows sorted by step (as the transformer sorts
     them) that is every tile above the diagonal, half of the work. Every query must read at
@@ -173,8 +176,11 @@ def blocked_attend(q, k, v, q_step, k_step, *, same_step: bool, start=None, tile
         q, k, v = (jnp.concatenate([a, zeros]) for a in (q, k, v))
         fill = jnp.full((pad,), _PAD_STEP, q_step.dtype)
         q_step, k_step = jnp.concatenate([q_step, fill]), jnp.concatenate([k_step, fill.astype(k_step.dtype)])
+        if rows is not None:
+            rows = jnp.concatenate([rows, jnp.zeros((pad, *rows.shape[1:]), rows.dtype)])
     tiles = lambda a: a.reshape(nt, b, *a.shape[1:])
     qt, kt, vt, qst, kst = map(tiles, (q, k, v, q_step, k_step))
+    rt = qst if rows is None else tiles(rows)
     visible = may_read(jnp.max(qst, axis=1), jnp.min(kst, axis=1), same_step=same_step)  # (T, T) tiles
     root = math.sqrt(dh)
     if start is None:
@@ -183,7 +189,7 @@ def blocked_attend(q, k, v, q_step, k_step, *, same_step: bool, start=None, tile
         k0, v0 = start
 
     def query_tile(_, xs):
-        qi, qsi, vis = xs
+        qi, qsi, vis, ri = xs
         if start is not None:
             s0 = jnp.einsum("qhd,hd->hq", qi, k0) / root
             state = (s0, jnp.ones_like(s0), jnp.broadcast_to(v0[:, None, :], (heads, b, dh)).astype(dtype))
@@ -205,11 +211,11 @@ def blocked_attend(q, k, v, q_step, k_step, *, same_step: bool, start=None, tile
             return jax.lax.cond(vis_j, update, lambda st: st, state), None
 
         (_, l, a), _ = jax.lax.scan(key_tile, state, (kt, vt, kst, vis))
-        out = a / l[..., None]  # (H, B, dh)
-        return None, jnp.swapaxes(out, 0, 1).reshape(b, heads * dh)
+        out = jnp.swapaxes(a / l[..., None], 0, 1).reshape(b, heads * dh)
+        return None, out if finish is None else finish(out, ri)
 
-    _, out = jax.lax.scan(query_tile, None, (qt, qst, visible))
-    return out.reshape(nt * b, heads * dh)[:n]
+    _, out = jax.lax.scan(query_tile, None, (qt, qst, visible, rt))
+    return out.reshape(nt * b, *out.shape[2:])[:n]
 
 
 def sinusoidal_code(coords: np.ndarray, width: int) -> np.ndarray:
@@ -306,12 +312,11 @@ class TransformerConditioner(Conditioner):
             xq = blk.ln_q(h)
             k, v = self._kv(blk, kv_in if l == 0 else xq)
             q = _split(xq @ blk.wq, self.num_heads)
-            if l == 0:  # cross-attention to earlier steps' content and the start token
-                k0, v0 = self._kv(blk, start)
-                att = blocked_attend(q, k, v, step, step, same_step=False, start=(k0[0], v0[0]), tile=self.attention_tile)
-            else:
-                att = blocked_attend(q, k, v, step, step, same_step=True, tile=self.attention_tile)
-            h = blk.mlp(h + att @ blk.wo + blk.bo)
+            # layer 1 cross-attends to earlier steps' content and the start token, the others
+            # to steps <= their own; the residual and the MLP run per query tile
+            first = tuple(a[0] for a in self._kv(blk, start)) if l == 0 else None
+            h = blocked_attend(q, k, v, step, step, same_step=l > 0, start=first, tile=self.attention_tile, rows=h,
+                               finish=lambda att, h_t, blk=blk: blk.mlp(h_t + att @ blk.wo + blk.bo))
         rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0], dtype=order.dtype))
         return self._readout(h[rank[self.elements[:-1]]])
 
