@@ -81,22 +81,116 @@ def load_array(path: str | os.PathLike, *, mmap: bool = True) -> np.ndarray | di
                 return {k: z[k] for k in z.files}
     except ValueError as err:
         raise DataError(f"Data file {str(path)!r} could not be read as a numpy array file: {err}") from err
-    raise DataError(f"Data file {str(path)!r}: expected a .npy or .npz file; got suffix {path.suffix!r}.")
+    raise DataError(
+        f"Data file {str(path)!r}: expected a .npy, .npz or .csv file or a folder of .png images; "
+        f"got suffix {path.suffix!r}."
+    )
 
 
-def _split_file_data(spec: Spec, data, context):
-    """A loaded ``.npz`` mapping -> (data, context): pop ``context``; one unnamed array is flat."""
+def split_file_data(spec: Spec, data, context, what: str = "data"):
+    """A loaded ``.npz`` mapping -> (data, context): pop ``context``; one unnamed 2-D array of
+    width ``D`` is flat data; any other key that is no variable is an error naming it."""
     if not isinstance(data, dict):
         return data, context
-    names = {v.name for v in spec.variables}
+    names = [v.name for v in spec.variables]
     data = dict(data)
     if "context" in data and "context" not in names:
         file_context = data.pop("context")
         if context is None:
             context = file_context
-    if len(data) == 1 and not (set(data) & names):
-        (data,) = data.values()
+    if len(data) == 1 and not (set(data) & set(names)):
+        (key, only), d = next(iter(data.items())), spec.num_elements
+        if only.ndim == 2 and only.shape[1] == d:
+            return only, context
+        raise DataError(
+            f"{what}: the file's only array is {key!r} of shape {only.shape}; the spec's variables are {names} "
+            f"(name the arrays after them, or store one flat (N, {d}) array)."
+        )
     return data, context
+
+
+def read_csv(spec: Spec, path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """A CSV file with a header row: one column per scalar variable, by name (any order).
+
+    Numbers are read as they are (nothing rounded or clipped: validation checks them);
+    a categorical variable declared with ``states`` may hold its state names instead of
+    indices. Errors name the file, the line, the column and the value.
+    """
+    import csv
+
+    path = Path(path)
+    by_name = {v.name: v for v in spec.variables}
+    wide = [v.name for v in spec.variables if v.shape]
+    if wide:
+        raise DataError(f"{path}: CSV holds scalar variables only; {wide[0]!r} has shape {by_name[wide[0]].shape}.")
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise DataError(f"{path}: empty file (expected a header row naming the variables).")
+        header = [h.strip() for h in header]
+        for h in header:
+            if h not in by_name:
+                raise DataError(f"{path}, line 1: column {h!r} is no variable of the spec; variables: {list(by_name)}.")
+        missing = [n for n in by_name if n not in header]
+        if missing:
+            raise DataError(f"{path}, line 1: no column for variable {missing[0]!r}.")
+        columns: dict[str, list[float]] = {h: [] for h in header}
+        for line, row in enumerate(reader, start=2):
+            if len(row) != len(header):
+                raise DataError(f"{path}, line {line}: {len(row)} fields where the header has {len(header)}.")
+            for h, text in zip(header, row):
+                columns[h].append(_csv_value(path, line, by_name[h], text.strip()))
+    return {h: np.asarray(v, np.float64) for h, v in columns.items()}
+
+
+def _csv_value(path: Path, line: int, var, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    states = getattr(var, "states", None)
+    if states and text in states:
+        return float(states.index(text))
+    hint = f"; its states are {list(states)}" if states else ""
+    raise DataError(f"{path}, line {line}, column {var.name!r}: {text!r} is not a number{hint}.")
+
+
+def read_png_folder(spec: Spec, path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The ``*.png`` files of a folder (sorted by name) as the records of the spec's one
+    image variable (``(H, W)`` or ``(H, W, C)``; levels as stored, nothing rescaled)."""
+    from PIL import Image
+
+    path = Path(path)
+    images = [v for v in spec.variables if len(v.shape) in (2, 3)]
+    if len(spec.variables) != 1 or not images:
+        raise DataError(f"{path}: a folder of PNG images needs a spec of one image variable.")
+    var = images[0]
+    files = sorted(path.glob("*.png"))
+    if not files:
+        raise DataError(f"{path}: no .png files in the folder.")
+    out = []
+    for file in files:
+        try:
+            with Image.open(file) as im:
+                a = np.asarray(im)
+        except OSError as err:
+            raise DataError(f"{file}: not a readable PNG image ({err}).") from None
+        if a.shape != tuple(var.shape) and a.shape + (1,) != tuple(var.shape):
+            raise DataError(f"{file}: image of shape {a.shape}; variable {var.name!r} has shape {tuple(var.shape)}.")
+        out.append(a.reshape(var.shape))
+    return {var.name: np.stack(out)}
+
+
+def read_data_file(spec: Spec, path: str | os.PathLike, *, mmap: bool = True):
+    """Any data file the spec can read: ``.npy``/``.npz`` (``load_array``), ``.csv``
+    (``read_csv``) or a folder of ``.png`` images (``read_png_folder``)."""
+    p = Path(path)
+    if p.is_dir():
+        return read_png_folder(spec, p)
+    if p.suffix == ".csv" and p.exists():
+        return read_csv(spec, p)
+    return load_array(p, mmap=mmap)
 
 
 # ------------------------------------------------------------------------- sources
@@ -143,7 +237,14 @@ class ArraySource:
             raise DataError(f"{what}: no examples (batch size 0).")
 
     def _check_shapes(self, data) -> int:
-        # Shapes and dtypes only (values are checked batch by batch): validate one row.
+        # Shapes and dtypes only (values are checked batch by batch): validate one row, after
+        # checking the full shape (so an error reports the file's shape, not one row's).
+        d = self.spec.num_elements
+        if not isinstance(data, Mapping) and (data.ndim != 2 or data.shape[1] != d):
+            raise DataError(
+                f"{self.what}: expected a flat array of shape (batch, {d}) in the spec's element layout; "
+                f"got shape {tuple(data.shape)}."
+            )
         one = {k: v[:1] for k, v in data.items()} if isinstance(data, Mapping) else data[:1]
         as_flat(self.spec, one, what=self.what)
         arrays = list(data.values()) if isinstance(data, Mapping) else [data]
@@ -272,7 +373,7 @@ def as_source(spec: Spec, data, context=None, *, what: str = "data") -> Source:
         return _BoundStream(spec, data, what)
     if isinstance(data, (str, os.PathLike)):
         what = f"{what} {os.fspath(data)!r}"
-        data, context = _split_file_data(spec, load_array(data), context)
+        data, context = split_file_data(spec, read_data_file(spec, data), context, what)
     if isinstance(context, (str, os.PathLike)):
         context = load_array(context, mmap=False)
     return ArraySource(spec, data, context, what=what)

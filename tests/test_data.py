@@ -77,9 +77,9 @@ def test_files_never_unpickle_and_bad_paths_are_named(tmp_path):
         as_source(SPEC, tmp_path / "obj.npy")
     with pytest.raises(ar.DataError, match="does not exist"):
         as_source(SPEC, tmp_path / "nope.npy")
-    (tmp_path / "x.csv").write_text("1,2\n")
-    with pytest.raises(ar.DataError, match=r"\.npy or \.npz"):
-        as_source(SPEC, tmp_path / "x.csv")
+    (tmp_path / "x.txt").write_text("1,2\n")
+    with pytest.raises(ar.DataError, match=r"\.npy, \.npz or \.csv file or a folder of \.png images"):
+        as_source(SPEC, tmp_path / "x.txt")
 
 
 def test_batch_stream_matches_arrays_and_validates_each_batch():

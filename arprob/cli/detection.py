@@ -62,7 +62,7 @@ def _detect_pictures(model, det, result, data, out) -> list[str]:
         return []
     names = ["scores.png"]
     worst = np.argsort(-result.scores)[:8]
-    x = np.asarray(model.to_flat(load_data(data) if isinstance(data, str) else data))[worst]
+    x = np.asarray(model.to_flat(load_data(model.spec, data)[0]))[worst]
     surprisal = ar.ood.surprisal(model, x)
     for var in model.spec.variables:
         if len(var.shape) in (2, 3):
@@ -77,11 +77,7 @@ def _detect_pictures(model, det, result, data, out) -> list[str]:
 def purify(args: argparse.Namespace) -> int:
     """PixelDefend purification of ``args.data`` into ``args.out`` (.npz)."""
     model = load_model(args.model)
-    data = load_data(args.data)
-    context = None
-    if isinstance(data, dict) and "context" in data and "context" not in {v.name for v in model.spec.variables}:
-        data = dict(data)
-        context = data.pop("context")
+    data, context = load_data(model.spec, args.data)
     eps = float(args.eps) if args.eps != int(args.eps) else int(args.eps)
     purified = ar.ood.purify(
         model, data, eps, context, surprisal_threshold_bits=args.surprisal_threshold, temperature=args.temperature,

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import load_array
+from ..data import split_file_data, read_data_file
 from ..fileio import atomic_write_bytes
 
 write_bytes = atomic_write_bytes
 
 
-def load_data(path: str | os.PathLike) -> dict[str, np.ndarray] | np.ndarray:
-    """A ``.npz`` (mapping) or ``.npy`` (flat) data file, read into memory."""
-    return load_array(path, mmap=False)
+def load_data(spec, path: str | os.PathLike):
+    """``(data, context)`` of a data file (``.npz``, ``.npy``, ``.csv`` or a folder of PNGs), in memory."""
+    return split_file_data(spec, read_data_file(spec, path, mmap=False), None, f"data {str(path)!r}")
 
 
 def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
