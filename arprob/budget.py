@@ -25,7 +25,9 @@ batch whose peak fits (``evaluate`` uses it).
 The budget is ``set_memory_budget(bytes)``, else the environment variable
 ``ARPROB_MEMORY_BUDGET`` (bytes, or with a unit: ``"8GB"``, ``"512MiB"``), else the
 machine's available memory (``MemAvailable`` of ``/proc/meminfo``, else
-``os.sysconf``). ``estimate(spec, exact=True)`` adds the exact array shapes of
+``os.sysconf``); on an accelerator that reports its memory (GPU, TPU) the parameters and
+activations are checked against its free memory instead (``device_budget``), compile's
+host-side transients against the host's. ``estimate(spec, exact=True)`` adds the exact array shapes of
 ``jax.eval_shape(lambda: compile(spec))`` (no device array is allocated; it runs only
 once the formula says the host-side build fits).
 
@@ -92,6 +94,30 @@ def available_memory() -> int:
         return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):  # pragma: no cover - not a POSIX system
         return 8 * 2**30
+
+
+def device_memory() -> int | None:
+    """Free bytes of the first local accelerator when it reports them (``memory_stats()``
+    ``bytes_limit - bytes_in_use`` on GPUs and TPUs); ``None`` on CPU, whose arrays live in
+    the host memory that ``memory_budget`` already follows."""
+    try:
+        import jax
+
+        stats = jax.local_devices()[0].memory_stats()
+    except Exception:  # noqa: BLE001 - no backend, or one without statistics
+        return None
+    if not stats or "bytes_limit" not in stats:
+        return None
+    return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+
+
+def device_budget() -> int:
+    """The budget of arrays on the device (parameters, activations): the explicit or
+    environment budget when set, else the accelerator's free memory, else ``memory_budget()``."""
+    if _explicit_budget is not None or os.environ.get(ENV_VAR):
+        return memory_budget()
+    free = device_memory()
+    return memory_budget() if free is None else free
 
 
 def set_memory_budget(nbytes: int | float | str | None) -> None:
@@ -212,8 +238,9 @@ class Estimate:
         raise ValueError(f"Expected what='log_prob', 'sample' or 'fit'; got {what!r}.")
 
     def batch_size_for(self, budget: int | None = None, what: str = "log_prob") -> int:
-        """The largest batch whose peak fits ``budget`` (0 when not even one example fits)."""
-        budget = memory_budget() if budget is None else budget
+        """The largest batch whose peak fits ``budget`` (default ``device_budget()``; 0 when
+        not even one example fits)."""
+        budget = device_budget() if budget is None else budget
         one = self.peak_bytes(1, what)
         if one > budget:
             return 0
@@ -512,9 +539,15 @@ def _suggestion(spec, comp: ComponentEstimate, budget: int) -> str:
 def check_budget(spec, est: Estimate | None = None, budget: int | None = None) -> Estimate:
     """Refuse ``spec`` with a ``SpecError`` when compiling it or scoring one example would
     exceed the memory budget; otherwise return its ``Estimate``."""
-    budget = memory_budget() if budget is None else budget
     est = estimate(spec) if est is None else est
-    peak = max(est.compile_bytes, est.peak_bytes(1, "log_prob"), est.peak_bytes(1, "sample"))
+    on_device = device_memory() is not None and budget is None
+    host = memory_budget() if budget is None else budget
+    device = device_budget() if budget is None else budget
+    run = max(est.peak_bytes(1, "log_prob"), est.peak_bytes(1, "sample"))
+    if on_device:  # compile's transients on the host; parameters and activations on the accelerator
+        peak, budget = (est.compile_bytes, host) if est.compile_bytes > host else (run, device)
+    else:
+        peak, budget = max(est.compile_bytes, run), host
     if peak <= budget:
         return est
     worst = max(est.components, key=lambda c: c.param_bytes + c.build_bytes + c.fixed_bytes + c.log_prob_bytes)
@@ -533,7 +566,7 @@ def batch_size_for(model_or_spec: Any, requested: int, *, what: str = "log_prob"
     """``requested`` if its peak fits the budget, else the largest batch that does (reported
     through ``warn``, default ``warnings.warn``)."""
     spec = getattr(model_or_spec, "spec", model_or_spec)
-    budget = memory_budget() if budget is None else budget
+    budget = device_budget() if budget is None else budget
     est = estimate(spec)
     if est.peak_bytes(requested, what) <= budget:
         return requested

@@ -157,3 +157,20 @@ def test_evaluate_and_detector_lower_the_batch_to_fit():
     ar.set_memory_budget(est.peak_bytes(1) - 1)
     with pytest.raises(ar.SpecError, match="Not even one example"):
         ar.evaluate(model, data, batch_size=8)
+
+
+def test_an_accelerator_budgets_by_its_own_free_memory(monkeypatch):
+    """Where the device reports its memory (a GPU: ``memory_stats()``), parameters and
+    activations are checked against it, compile's host transients against the host; on CPU
+    (``memory_stats()`` is None) the host's memory is the one budget."""
+    assert budget.device_memory() is None  # CPU here
+    spec = ar.Spec(variables=(ar.Binary("x", shape=(1000,)),))  # 1e6 weights: 4 MB stored, 4 MB masked copy
+    est = budget.estimate(spec)
+    monkeypatch.setattr(budget, "device_memory", lambda: 6 * 10**6)
+    with pytest.raises(ar.SpecError, match="budget of 6 MB"):
+        budget.check_budget(spec)
+    monkeypatch.setattr(budget, "device_memory", lambda: est.peak_bytes(10))
+    assert budget.check_budget(spec) is not None
+    assert budget.batch_size_for(spec, 64, warn=lambda m: None) == 10
+    ar.set_memory_budget("1GB")  # an explicit budget applies to both
+    assert budget.device_budget() == 10**9 and budget.batch_size_for(spec, 64) == 64
