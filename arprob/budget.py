@@ -430,7 +430,10 @@ def _by_eval_shape(cond, var, spec, n, p) -> ComponentEstimate:
     ctx = ConditionerContext(layout=layout, steps=steps, variable=var, elements=elements,
                              allowed=allowed_inputs(layout, steps, elements, cond.parent_names),
                              head=cond.bind_head(var), context_size=spec.context_size, block_rows=rows)
-    shapes = jax.eval_shape(lambda: cond.build(ctx, key=jax.random.key(0)))
+    try:
+        shapes = jax.eval_shape(lambda: cond.build(ctx, key=jax.random.key(0)))
+    except Exception:  # noqa: BLE001 - a build that cannot be traced abstractly: count its connectivity only
+        shapes = ()
     leaves = [x for x in jax.tree_util.tree_leaves(shapes) if hasattr(x, "shape")]
     floats = [x for x in leaves if np.issubdtype(x.dtype, np.inexact)]
     params = sum(math.prod(x.shape) for x in floats)
