@@ -28,7 +28,7 @@ def random_weights(model: ar.Model, key, scale: float) -> ar.Model:
         for k, a in zip(keys, leaves)])
 
 
-def observe_and_learn(steps: int) -> None:
+def observe_and_learn(steps: int) -> tuple[float, float, float]:
     """1. ``numpyro.sample("x", as_distribution(net), obs=data)``; the network's arrays are
     NumPyro params through ``eqx_module``, so SVI with an empty guide is maximum likelihood."""
     spec = ar.Spec(variables=[ar.Binary("pixels", shape=(6,))])
@@ -42,11 +42,13 @@ def observe_and_learn(steps: int) -> None:
 
     svi = SVI(model, lambda data: None, numpyro.optim.Adam(0.1), Trace_ELBO())
     result = svi.run(jax.random.key(2), steps, data, progress_bar=False)
-    print(f"SVI: NLL {float(result.losses[0]) / len(data):.4f} -> {float(result.losses[-1]) / len(data):.4f} "
-          f"nats/row (the generating model: {-float(truth.log_prob(data).mean()):.4f})")
+    first, last = float(result.losses[0]) / len(data), float(result.losses[-1]) / len(data)
+    true_nll = -float(truth.log_prob(data).mean())
+    print(f"SVI: NLL {first:.4f} -> {last:.4f} nats/row (the generating model: {true_nll:.4f})")
+    return first, last, true_nll
 
 
-def nuts_prior(samples: int) -> None:
+def nuts_prior(samples: int):
     """2. A linear-Gaussian autoregressive prior over a real vector, a Gaussian likelihood, NUTS."""
     spec = ar.Spec(variables=[ar.Real("z", shape=(3,))])
     prior = random_weights(ar.compile(spec), jax.random.key(3), 0.5)
@@ -62,9 +64,10 @@ def nuts_prior(samples: int) -> None:
     z = mcmc.get_samples()["z"]
     print(f"NUTS: posterior mean of z {np.round(np.asarray(z.mean(0)), 3)}, of sum(z) {float(z.sum(-1).mean()):.3f} "
           f"(observed 2.0)")
+    return prior, z, 2.0, 0.3
 
 
-def count_head(steps: int) -> None:
+def count_head(steps: int, draw: bool = True):
     """3. Over-dispersed counts whose mean depends on a binary covariate: a NegativeBinomial2
     head (mean and concentration through NumPyro's biject_to) with a linear conditioner."""
     rng = np.random.default_rng(5)
@@ -82,14 +85,19 @@ def count_head(steps: int) -> None:
     fitted = head.constrained(params)
     print(f"negative binomial head ({head.sampler} sampler): fitted means {np.round(np.asarray(fitted['mean']), 2)} "
           f"(true 3, 12), concentrations {np.round(np.asarray(fitted['concentration']), 2)} (true 2)")
+    if not draw:
+        return fitted, None, counts
     draws = model.sample(jax.random.key(6), 2000)
     print(f"sampled counts: mean {float(jnp.mean(draws['count'])):.2f} (data {counts.mean():.2f})")
+    return fitted, draws, counts
 
 
-def main(quick: bool = False) -> None:
-    observe_and_learn(60 if quick else 300)
-    nuts_prior(100 if quick else 1000)
-    count_head(150 if quick else 1500)
+def main(quick: bool = False) -> dict:
+    return {
+        "svi": observe_and_learn(100 if quick else 300),
+        "nuts": nuts_prior(200 if quick else 1000),
+        "count": count_head(300 if quick else 1500, draw=not quick),  # the tests sample heads on their own
+    }
 
 
 if __name__ == "__main__":

@@ -108,9 +108,9 @@ def test_level_sampler_equals_a_per_column_sampler():
 
 
 def test_conditional_sampling_given_an_ancestral_set(sprinkler):
-    """Evidence on a prefix (Cloudy, Rain): exact conditional draws, from the BayesNet and from
-    the generic Model's own conditional sampler, against enumeration."""
-    spec, model, net, (x, p) = sprinkler
+    """Evidence on an ancestral set (Cloudy, Rain): exact conditional draws, from the BayesNet
+    and from the generic Model's own conditional sampler, against enumeration."""
+    _, model, net, (x, p) = sprinkler
     observed = np.array([True, False, True, False])
     assert net.is_ancestral(observed) and not net.is_ancestral(np.array([False, False, False, True]))
     n = 20000
@@ -118,8 +118,11 @@ def test_conditional_sampling_given_an_ancestral_set(sprinkler):
     keep = (x[:, 0] == 0) & (x[:, 2] == 1)
     expected = n * np.where(keep, p, 0) / p[keep].sum()
     ours = np.asarray(net.sample_conditional(jax.random.key(2), data, observed))
-    theirs = model.sample_conditional(jax.random.key(2), data.astype(np.float32), {"Cloudy": True, "Rain": True})
-    theirs = np.stack([np.asarray(theirs[v.name]) for v in spec.variables], 1)
+    # the Model's own conditional sampler, through likelihood weighting (as the next test, so
+    # one compiled program): evidence on a prefix gives equal weights and exact draws
+    lw = likelihood_weighting(model, jax.random.key(2), {"Cloudy": 0, "Rain": 1}, n)
+    assert float(lw.ess) == pytest.approx(n, rel=1e-4)
+    theirs = np.asarray(lw.samples).astype(int)
     for draws in (ours, theirs):
         assert np.all(draws[:, [0, 2]] == [0, 1])
         assert g_test(np.bincount(cells(draws, [2] * 4), minlength=len(p)), expected) > 1e-3
@@ -164,13 +167,15 @@ def test_thousand_variables_compile_in_under_five_seconds():
     its log_prob and sampler (10,000 rows) takes well under 5 s on CPU."""
     tables = random_tables(1000, max_states=20, max_parents=6, max_cells=8192, seed=1)
     assert max(len(p) for _, p, _ in tables) == 6 and max(c.shape[-1] for _, _, c in tables) == 20
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     net = BayesNet.from_tables(tables)
     x = jnp.zeros((10000, 1000), jnp.int32)
     bn_log_prob.lower(net, x).compile()
     sampler = bn_sample.lower(net, jax.random.key(0), 10000).compile()
-    elapsed = time.perf_counter() - start
-    assert elapsed < 5.0, f"built and compiled in {elapsed:.2f} s"
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    # The process's CPU time (all its threads) bounds the wall time of an idle machine and is
+    # little disturbed by other jobs on a shared one; the wall time is reported beside it.
+    assert cpu < 5.0, f"built and compiled in {cpu:.2f} s of CPU ({elapsed:.2f} s wall)"
     draws = sampler(net, jax.random.key(0))
     assert draws.shape == (10000, 1000) and bool(jnp.all(draws < net.card[:1000]))
 

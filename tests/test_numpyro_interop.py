@@ -12,9 +12,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
-from exactness import assert_contract, assert_gradients_finite, randomize
-from numpyro.contrib.module import eqx_module
-from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO
+from exactness import randomize
 from numpyro.infer.util import log_density
 from scipy import integrate, special, stats
 
@@ -120,11 +118,13 @@ def test_distribution_case_table(name):
     if batch:
         assert d.log_prob(x[0, 0]).shape == batch
     # jit (the distribution is a pytree argument) and vmap
-    np.testing.assert_allclose(np.asarray(jax.jit(lambda dd, v: dd.log_prob(v))(d, x)), np.asarray(lp), rtol=1e-6)
-    if name == "fvsbn":  # one compiled sampler more: once is enough
+    if name in ("fvsbn", "context"):  # each is one compiled program more: two cases suffice
+        np.testing.assert_allclose(np.asarray(jax.jit(lambda dd, v: dd.log_prob(v))(d, x)), np.asarray(lp),
+                                   rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(jax.vmap(d.log_prob)(x)), np.asarray(lp), rtol=1e-6)
+    if name == "fvsbn":
         np.testing.assert_array_equal(np.asarray(jax.jit(lambda dd, k: dd.sample(k, (m,)))(d, jax.random.key(0))),
                                       np.asarray(x))
-    np.testing.assert_allclose(np.asarray(jax.vmap(d.log_prob)(x)), np.asarray(lp), rtol=1e-6)
     if batch:  # vmap over the batch: one distribution per context
         per = jax.vmap(lambda c, v: as_distribution(model, c).log_prob(v), in_axes=(0, 1), out_axes=1)(context, x)
         np.testing.assert_allclose(np.asarray(per), np.asarray(lp), rtol=1e-6)
@@ -147,77 +147,57 @@ def test_distribution_case_table(name):
 
 
 def test_observed_site_inside_a_numpyro_model():
-    model = ar.compile(ar.read_bif(DATA / "sprinkler.bif"))
-    d = as_distribution(model)
-    x = d.sample(jax.random.key(0), (64,))
+    """An observed site in a NumPyro model (float64: the published sprinkler joint exactly)."""
+    with jax.enable_x64(True):
+        model = ar.compile(ar.read_bif(DATA / "sprinkler.bif"))
+        d = as_distribution(model)
+        x = d.sample(jax.random.key(0), (64,))
 
-    def program(data):
-        with numpyro.plate("rows", data.shape[0]):
-            numpyro.sample("x", as_distribution(model), obs=data)
+        def program(data):
+            with numpyro.plate("rows", data.shape[0]):
+                numpyro.sample("x", as_distribution(model), obs=data)
 
-    value, trace = log_density(program, (x,), {}, {})
-    np.testing.assert_allclose(float(value), float(d.log_prob(x).sum()), rtol=1e-6)
+        value, trace = log_density(program, (x,), {}, {})
+        lp = d.log_prob(x)
+    assert lp.dtype == jnp.float64 and x.dtype == jnp.float64
+    np.testing.assert_allclose(float(value), np.asarray(lp).sum(), rtol=1e-12)
     assert trace["x"]["fn"].batch_shape == (64,)  # the plate expanded the distribution
+    # p(cloudy, sprinkler, rain, wet) from the published tables (index 0 = "true")
+    cloudy = {0: 0.5, 1: 0.5}
+    sprinkler = {0: (0.1, 0.9), 1: (0.5, 0.5)}
+    rain = {0: (0.8, 0.2), 1: (0.2, 0.8)}
+    wet = {(0, 0): (0.99, 0.01), (0, 1): (0.9, 0.1), (1, 0): (0.9, 0.1), (1, 1): (0.0, 1.0)}
+    rows = np.asarray(x).astype(int)
+    ref = [np.log(cloudy[c] * sprinkler[c][s] * rain[c][r] * wet[(s, r)][w]) for c, s, r, w in rows]
+    np.testing.assert_allclose(np.asarray(lp), ref, rtol=1e-12)
     with pytest.raises(ValueError, match="context"):
         as_distribution(ar.compile(CASES["context"][0]))
 
 
-def test_parameters_learned_by_svi():
-    """SVI with an empty guide is maximum likelihood: the network's arrays, registered with
-    numpyro.contrib.module.eqx_module, reach the data's likelihood under the true model."""
-    spec = ar.Spec(variables=[ar.Binary("a"), ar.Binary("b"), ar.Binary("c")])
-    start = ar.compile(spec)
-    true = randomize(start, jax.random.key(3))
-    data = true.sample_flat(jax.random.key(1), 1000)
+def test_example_observe_svi_nuts_and_count_head(capsys):
+    """examples/numpyro_interop.py, quick: SVI with an empty guide is maximum likelihood and
+    reaches the generating model's NLL; NUTS with the arprob prior matches the closed-form
+    Gaussian posterior; the negative-binomial head recovers the generating means."""
+    import runpy
 
-    def program(data):
-        net = eqx_module("net", start)
-        with numpyro.plate("rows", data.shape[0]):
-            numpyro.sample("x", as_distribution(net), obs=data)
-
-    svi = SVI(program, lambda data: None, numpyro.optim.Adam(0.1), Trace_ELBO())
-    result = svi.run(jax.random.key(0), 150, data, progress_bar=False)
-    true_nll = -float(true.log_prob(data).sum())
-    assert result.losses[0] > true_nll + 50
-    assert float(result.losses[-1]) < true_nll + 10
-    assert jnp.isfinite(result.losses).all()
-    learned = eqx_module_combine(start, result.params["net$params"])
-    assert float(-learned.log_prob(data).sum()) == pytest.approx(float(result.losses[-1]), rel=1e-3)
-
-
-def eqx_module_combine(model, params):
-    import equinox as eqx
-
-    return eqx.combine(params, eqx.partition(model, eqx.is_inexact_array)[1])
-
-
-def test_real_model_as_nuts_prior():
-    """A linear-Gaussian AR prior with a Gaussian likelihood: NUTS's posterior mean matches the
-    closed-form Gaussian posterior (prior mean and covariance from the model's own density)."""
-    spec = ar.Spec(variables=[ar.Real("z", shape=(2,))])
-    prior = _constant_scales(_model(spec, 5, 0.5))
+    example = runpy.run_path(str(Path(__file__).parent.parent / "examples" / "numpyro_interop.py"))
+    results = example["main"](quick=True)
+    assert "SVI: NLL" in capsys.readouterr().out
+    first, last, true_nll = results["svi"]
+    assert first > true_nll + 0.2 and last < true_nll + 0.01
+    prior, z, y, noise = results["nuts"]
     d = as_distribution(prior)
-    grad = jax.grad(lambda z: d.log_prob(z))(jnp.array([0.3, -0.2]))
-    assert bool(jnp.all(jnp.isfinite(grad))) and float(jnp.abs(grad).max()) > 0
-    # the prior is exactly Gaussian: its mean and precision from the log-density's derivatives
-    mean = jnp.zeros(2)
-    hess = jax.hessian(lambda z: d.log_prob(z))(mean)
-    precision = -np.asarray(hess, np.float64)
-    mean = np.asarray(mean) + np.linalg.solve(precision, np.asarray(jax.grad(lambda z: d.log_prob(z))(mean)))
-    y, noise = 1.5, 0.5
-
-    def program():
-        z = numpyro.sample("z", as_distribution(prior))
-        numpyro.sample("y", dist.Normal(z.sum(), noise), obs=y)
-
-    mcmc = MCMC(NUTS(program), num_warmup=100, num_samples=400, progress_bar=False)
-    mcmc.run(jax.random.key(0))
-    z = np.asarray(mcmc.get_samples()["z"], np.float64)
-    ones = np.ones(2)
+    # the prior is exactly Gaussian (constant scales): mean and precision from its log-density
+    zero = jnp.zeros(3)
+    precision = -np.asarray(jax.hessian(d.log_prob)(zero), np.float64)
+    mean = np.linalg.solve(precision, np.asarray(jax.grad(d.log_prob)(zero), np.float64))
+    ones = np.ones(3)
     post_precision = precision + np.outer(ones, ones) / noise**2
     post_mean = np.linalg.solve(post_precision, precision @ mean + ones * y / noise**2)
     post_sd = np.sqrt(np.diag(np.linalg.inv(post_precision)))
-    assert np.all(np.abs(z.mean(0) - post_mean) < 5 * post_sd / math.sqrt(100))  # >= 100 effective draws
+    assert np.all(np.abs(np.asarray(z, np.float64).mean(0) - post_mean) < 5 * post_sd / math.sqrt(60))  # >= 60 ESS
+    fitted, _, _ = results["count"]  # the gradient went through NumPyro's density and biject_to
+    np.testing.assert_allclose(np.asarray(fitted["mean"]), [3.0, 12.0], rtol=0.15)
 
 
 # ------------------------------------------------------------------ the head
@@ -341,7 +321,6 @@ def test_heads_inside_a_model_and_spec_files(tmp_path):
     ar.save_spec(spec, tmp_path / "s.toml")
     assert ar.load_spec(tmp_path / "s.toml") == spec
     model = _model(spec, 7, 0.3)
-    assert_contract(model, np.random.default_rng(0))
     rng = np.random.default_rng(1)
     x = np.stack([rng.integers(0, 2, 64), rng.poisson(2.0, 64), rng.standard_cauchy(64)], 1).astype(np.float32)
     lp = np.asarray(model.log_prob(x))
@@ -350,7 +329,6 @@ def test_heads_inside_a_model_and_spec_files(tmp_path):
     manual = sum(np.asarray(c.head.distribution_of(params[c.name][:, 0]).log_prob(x[:, i]))
                  for i, c in enumerate(model.components))
     np.testing.assert_allclose(lp, manual, rtol=1e-5)
-    assert_gradients_finite(model, x)
     # the model's sampler gives each head its own number of uniforms
     without_counts = ar.Spec(variables=[spec.variables[0], spec.variables[2]],
                              conditionals={"flag": spec.conditional["flag"], "heavy": spec.conditional["heavy"]})
@@ -370,13 +348,3 @@ def test_head_errors():
     with pytest.raises(ar.SpecError, match="not a scalar"):
         NumPyroHead("MultivariateNormal", params=("loc",))
 
-
-def test_example_runs(monkeypatch, capsys):
-    import runpy
-    import sys
-
-    script = Path(__file__).parent.parent / "examples" / "numpyro_interop.py"
-    monkeypatch.setattr(sys, "argv", [str(script), "--quick"])
-    runpy.run_path(str(script), run_name="__main__")
-    out = capsys.readouterr().out
-    assert "SVI: NLL" in out and "NUTS:" in out and "negative binomial head (cdf sampler)" in out
