@@ -137,7 +137,7 @@ def test_likelihood_weighting_estimates(sprinkler):
     p_rain = p[wet & (x[:, 2] == 0)].sum() / p_wet
     n = 20000
     for source in (net, model):
-        lw = likelihood_weighting(source, jax.random.key(5), {"WetGrass": 0}, n)
+        lw = likelihood_weighting(source, jax.random.key(5), {"WetGrass": "true"}, n)
         ess = float(lw.ess)
         assert 0.3 * n < ess < n
         assert np.all(np.asarray(lw.samples)[:, 3] == 0)

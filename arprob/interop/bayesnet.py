@@ -500,8 +500,8 @@ def random_network(num_variables: int, **kwargs) -> Spec:
 def likelihood_weighting(
     model: Model | BayesNet, key: PRNGKeyArray, evidence: Mapping, n: int, context=None
 ) -> LikelihoodWeighting:
-    """Importance samples given ``evidence`` (``name -> value``, arrays of the variable's
-    shape for array variables) for any arprob ``Model`` or a ``BayesNet``.
+    """Importance samples given ``evidence`` (``name -> value``: a state index or name, arrays
+    of the variable's shape for array variables) for any arprob ``Model`` or a ``BayesNet``.
 
     For a ``Model`` the evidence elements are clamped in the model's own sampling scan
     (``Model.sample_conditional``): every other element is drawn from ``p(x_e | x_<e)``
@@ -517,14 +517,20 @@ def likelihood_weighting(
         raise ValueError(f"Expected a positive integer number of samples; got {n!r}.")
     spec = model.spec
     data, observed = {}, {}
+    for name in evidence:
+        spec.variable(name)  # unknown names raise, naming the declared ones
     for v in spec.variables:
         fill = np.zeros((n, *v.shape))
         if v.name in evidence:
-            fill = fill + np.asarray(evidence[v.name], dtype=np.float64)
+            value = evidence[v.name]
+            states = getattr(v, "states", None)
+            if isinstance(value, str):  # a state name
+                if states is None or value not in states:
+                    raise DataError(f"evidence: {value!r} is not a state of {v.name!r} (states {states}).")
+                value = states.index(value)
+            fill = fill + np.asarray(value, dtype=np.float64)
             observed[v.name] = np.ones(v.shape, bool)
         data[v.name] = fill
-    for name in evidence:
-        spec.variable(name)  # unknown names raise, naming the declared ones
     x, ctx = model._prepare(data, context)
     mask = observed_mask(spec, observed, n).astype(x.dtype)
     return _model_lw(model, key, x, mask, ctx)
