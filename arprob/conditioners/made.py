@@ -144,7 +144,9 @@ class MADE(ConditionalSpec):
 
 # ------------------------------------------------------------------ member orderings
 def _blocks(steps: Steps) -> list[np.ndarray]:
-    return [steps.elements_of_step(s) for s in range(steps.num_steps)]
+    """``steps.elements_of_step(s)`` for every ``s`` in one stable sort (not ``S`` scans of ``D``)."""
+    by_step = steps.perm[np.argsort(steps.step[steps.perm], kind="stable")]
+    return np.split(by_step, np.cumsum(np.bincount(steps.step, minlength=steps.num_steps))[:-1])
 
 
 def member_steps(spec: MADE, layout: ElementLayout, steps: Steps) -> list[Steps]:

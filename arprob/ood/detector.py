@@ -307,7 +307,7 @@ def _model_for(detector_path, role: str, info: dict, model: Model | None) -> Mod
         if not ckpt or not isinstance(ckpt, str):
             raise CheckpointError(f"{where}: no {role} checkpoint was recorded; pass the {role} to Detector.load.")
         path = Path(ckpt)
-        if not path.is_absolute() and not path.exists():
+        if not path.is_absolute() and not os.path.exists(path):  # False (not OSError) for an impossible name
             path = Path(detector_path).parent / path
         model = load_model(path)
     if tree_digest(model) != info.get("digest"):

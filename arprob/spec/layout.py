@@ -89,11 +89,14 @@ def schedule_table(step_of: np.ndarray, num_steps: int, *, order: np.ndarray | N
     order = np.arange(len(step_of)) if order is None else np.asarray(order)
     pad = len(step_of) if pad is None else pad
     ordered = step_of[order]
-    per_step = [order[ordered == s] for s in range(num_steps)]
-    m = max(1, max((len(r) for r in per_step), default=1))
+    keep = (ordered >= 0) & (ordered < num_steps)
+    ordered, order = ordered[keep], order[keep]
+    sort = np.argsort(ordered, kind="stable")  # one sort, not S scans of all indices
+    ordered, order = ordered[sort], order[sort]
+    counts = np.bincount(ordered, minlength=num_steps)
+    m = max(1, int(counts.max(initial=0)))
     table = np.full((num_steps, m), pad, dtype=np.int32)
-    for s, r in enumerate(per_step):
-        table[s, : len(r)] = r
+    table[ordered, np.arange(len(ordered)) - (np.cumsum(counts) - counts)[ordered]] = order
     return table
 
 
