@@ -77,24 +77,32 @@ def max_and_argmax(x: Float[Array, "m l"]) -> tuple[Float[Array, " m"], Int[Arra
     return value[..., 0], index[..., 0]
 
 
-def box_choice(head: Head, params, ref, eps, pick) -> Float[Array, " m"]:
+def box_choice(head: Head, params, ref, eps, pick, radius: int | None = None) -> Float[Array, " m"]:
     """Pick a level per row among ``|v - ref| <= eps`` with ``pick(masked_log_probs, argmax)``.
 
-    Coupled rows (the channels of a pixel) are picked in turn, each given the channels
-    already picked. If every level in the box has probability 0 the row keeps ``ref``, so
-    the result never leaves the box.
+    With a static ``radius >= max(eps)`` only the ``2 radius + 1`` candidate levels
+    ``ref - radius .. ref + radius`` are scored (``head.level_log_probs(..., levels=)``),
+    not all ``L``: the same choice at a fraction of the cost. Coupled rows (the channels of
+    a pixel) are picked in turn, each given the channels already picked. If every level in
+    the box has probability 0 the row keeps ``ref``, so the result never leaves the box.
     """
     if not head.is_discrete:
         return ref
+    num = head.num_levels
+    if radius is None or 2 * radius + 1 >= num:
+        candidates = jnp.broadcast_to(jnp.arange(num, dtype=ref.dtype), (ref.shape[0], num))
+        levels = None
+    else:
+        candidates = ref[:, None] + jnp.arange(-radius, radius + 1, dtype=ref.dtype)
+        levels = jnp.clip(candidates, 0, num - 1).astype(jnp.int32)
+    inside = (jnp.abs(candidates - ref[:, None]) <= eps[:, None]) & (candidates >= 0) & (candidates <= num - 1)
     groups = head.coupled_rows
     values = ref
     for g in range(groups):
-        logp = head.level_log_probs(params, values)
-        grid = jnp.arange(logp.shape[-1], dtype=ref.dtype)
-        inside = jnp.abs(grid[None, :] - ref[:, None]) <= eps[:, None]
-        masked = jnp.where(inside, logp, -jnp.inf)
+        masked = jnp.where(inside, head.level_log_probs(params, values, levels), -jnp.inf)
         top, best = max_and_argmax(masked)
-        choice = jnp.where(jnp.isfinite(top), pick(masked, best).astype(ref.dtype), ref)
+        picked = jnp.take_along_axis(candidates, pick(masked, best)[:, None].astype(jnp.int32), axis=-1)[:, 0]
+        choice = jnp.where(jnp.isfinite(top), picked, ref)
         if groups == 1:
             return choice
         values = jnp.where(jnp.arange(ref.shape[0]) % groups == g, choice, values)
@@ -103,11 +111,14 @@ def box_choice(head: Head, params, ref, eps, pick) -> Float[Array, " m"]:
 
 @dataclasses.dataclass(frozen=True)
 class BoxArgmax(ChoiceRule):
-    """``inputs = (ref, eps)``: the most likely level in the box (the lowest on ties)."""
+    """``inputs = (ref, eps)``: the most likely level in the box (the lowest on ties).
+    ``radius``: a static bound on ``eps`` (only ``2 radius + 1`` levels are scored)."""
+
+    radius: int | None = None
 
     def choose(self, head, params, inputs):
         ref, eps = inputs
-        return box_choice(head, params, ref, eps, lambda logp, best: best)
+        return box_choice(head, params, ref, eps, lambda logp, best: best, self.radius)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +126,7 @@ class BoxSample(ChoiceRule):
     """``inputs = (u, ref, eps)``: a draw from ``softmax(log p / temperature)`` restricted to the box."""
 
     temperature: float = 1.0
+    radius: int | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
@@ -126,4 +138,4 @@ class BoxSample(ChoiceRule):
         def pick(logp, best):
             return categorical_from_uniform(u[:, 0], logp / jnp.asarray(self.temperature, logp.dtype))
 
-        return box_choice(head, params, ref, eps, pick)
+        return box_choice(head, params, ref, eps, pick, self.radius)

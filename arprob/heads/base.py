@@ -71,11 +71,20 @@ class Head(Registered):
         a pixel): a choice rule picks row ``c`` of each group after rows ``< c``. 1: none."""
         return 1
 
+    @property
+    def num_levels(self) -> int:
+        """Discrete heads: the number of values ``L`` (levels ``0..L-1``)."""
+        raise NotImplementedError(f"{type(self).__name__} is not a discrete head: it has no levels to enumerate.")
+
     def level_log_probs(
-        self, params: Float[Array, "n p"], values: Float[Array, " n"] | None = None
+        self,
+        params: Float[Array, "n p"],
+        values: Float[Array, " n"] | None = None,
+        levels: Int[Array, "n w"] | None = None,
     ) -> Float[Array, "n l"]:
-        """Discrete heads: ``log p(x = v)`` for every level ``v`` of each row, ``(n, L)``.
-        Heads with ``coupled_rows > 1`` read the earlier rows of each group from ``values``."""
+        """Discrete heads: ``log p(x = v)`` for every level ``v`` of each row, ``(n, L)``, or
+        for the given ``levels`` of each row, ``(n, W)`` (in range). Heads with
+        ``coupled_rows > 1`` read the earlier rows of each group from ``values``."""
         raise NotImplementedError(f"{type(self).__name__} is not a discrete head: it has no levels to enumerate.")
 
     def sample(self, key: PRNGKeyArray, params: Float[Array, "m p"]) -> Float[Array, " m"]:

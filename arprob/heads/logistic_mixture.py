@@ -63,7 +63,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 
 from ..errors import SpecError
 from ..spec.variables import Variable
@@ -312,21 +312,30 @@ class DiscretizedLogisticMixture(Head):
         terms = jax.nn.logsumexp(prefix + comp, axis=-1) - jax.nn.logsumexp(prefix, axis=-1)
         return terms.reshape(-1)
 
+    @property
+    def num_levels(self) -> int:
+        return self._bound()[0]
+
     def level_log_probs(
-        self, params: Float[Array, "n p"], values: Float[Array, " n"] | None = None
+        self,
+        params: Float[Array, "n p"],
+        values: Float[Array, " n"] | None = None,
+        levels: Int[Array, "n w"] | None = None,
     ) -> Float[Array, "n l"]:
-        """All ``L`` bin log-probabilities of each element: ``(n, L)``, rows sum to one in probability.
+        """Bin log-probabilities of each element: all ``L`` (``(n, L)``, rows sum to one in
+        probability) or the given ``levels`` (``(n, W)``; the cost is ``K W`` log-masses).
 
         Coupled heads give ``log p(x_c = v | x_<c)`` and need ``values`` (only the earlier
         channels of each pixel are read); uncoupled heads ignore ``values``.
         """
-        levels, c = self._bound()
-        grid = jnp.arange(levels, dtype=params.dtype)
+        num, c = self._bound()
+        grid = jnp.arange(num, dtype=params.dtype) if levels is None else levels.astype(params.dtype)
         if not self.coupled or c == 1:
             s = self.split_params(params)
             logw = jax.nn.log_softmax(s["logits"], axis=-1)
             means, log_scales = s["means"][..., None], s["log_scales"][..., None]
-            comp = discretized_logistic_log_mass(grid[None, None, :], means, log_scales, levels)  # (n, K, L)
+            at = grid[None, None, :] if levels is None else grid[:, None, :]
+            comp = discretized_logistic_log_mass(at, means, log_scales, num)  # (n, K, W)
             return jax.nn.logsumexp(logw[..., None] + comp, axis=-2)
         if values is None:
             raise ValueError(
@@ -334,10 +343,11 @@ class DiscretizedLogisticMixture(Head):
                 "earlier channels of its pixel."
             )
         logits, means, log_scales, v = self._pixels(params, values)
-        comp = discretized_logistic_log_mass(v[:, :, None], means, log_scales, levels)
+        comp = discretized_logistic_log_mass(v[:, :, None], means, log_scales, num)
         posterior = jax.nn.log_softmax(self._pixel_prefix(logits, comp), axis=-1)  # (N, C, K)
-        table = discretized_logistic_log_mass(grid, means[..., None], log_scales[..., None], levels)  # (N, C, K, L)
-        return jax.nn.logsumexp(posterior[..., None] + table, axis=-2).reshape(-1, levels)
+        at = grid if levels is None else grid.reshape(-1, c, 1, grid.shape[-1])  # (N, C, 1, W)
+        table = discretized_logistic_log_mass(at, means[..., None], log_scales[..., None], num)  # (N, C, K, W)
+        return jax.nn.logsumexp(posterior[..., None] + table, axis=-2).reshape(-1, table.shape[-1])
 
     # ------------------------------------------------------------------ sampling
     def sample_uniform(self, u, params):

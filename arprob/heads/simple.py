@@ -38,9 +38,14 @@ class Bernoulli(Head):
     def sample_uniform(self, u, params):
         return (u[:, 0] < jax.nn.sigmoid(params[:, 0])).astype(params.dtype)
 
-    def level_log_probs(self, params, values=None):
+    @property
+    def num_levels(self) -> int:
+        return 2
+
+    def level_log_probs(self, params, values=None, levels=None):
         logit = params[:, :1]
-        return jnp.concatenate([-jax.nn.softplus(logit), logit - jax.nn.softplus(logit)], axis=-1)
+        table = jnp.concatenate([-jax.nn.softplus(logit), logit - jax.nn.softplus(logit)], axis=-1)
+        return table if levels is None else jnp.take_along_axis(table, levels, axis=-1)
 
     def split_params(self, params):
         return {"logit": params[:, 0]}
@@ -76,8 +81,13 @@ class CategoricalHead(Head):
     def sample_uniform(self, u, params):
         return categorical_from_uniform(u[:, 0], params).astype(params.dtype)
 
-    def level_log_probs(self, params, values=None):
-        return jax.nn.log_softmax(params, axis=-1)
+    @property
+    def num_levels(self) -> int:
+        return self.num_params
+
+    def level_log_probs(self, params, values=None, levels=None):
+        table = jax.nn.log_softmax(params, axis=-1)
+        return table if levels is None else jnp.take_along_axis(table, levels, axis=-1)
 
     def split_params(self, params):
         return {"logits": params}

@@ -82,12 +82,13 @@ def purify(
     if surprisal_threshold_bits is not None:
         bits = element_bits(model, x, None if ctx is None else np.asarray(ctx), batch_size)
         radii = np.where(bits > surprisal_threshold_bits, radii, 0).astype(x.dtype)
+    radius = int(np.floor(radii.max()))  # static: only the levels within it are scored
     if temperature is None:
-        rule = BoxArgmax()
+        rule = BoxArgmax(radius)
     else:
         if key is None:
             raise ValueError("purify: temperature sampling needs a key.")
-        rule = BoxSample(float(temperature))
+        rule = BoxSample(float(temperature), radius)
     key = jax.random.key(0) if key is None else key
     b = min(batch_size, n)
     out = []
