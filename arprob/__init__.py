@@ -4,8 +4,6 @@ from . import heads as heads
 from . import ood as ood
 from .budget import memory_budget as memory_budget
 from .budget import set_memory_budget as set_memory_budget
-from .budget import memory_budget as memory_budget
-from .budget import set_memory_budget as set_memory_budget
 from .checkpoint import CheckpointError as CheckpointError
 from .checkpoint import load_checkpoint as load_checkpoint
 from .checkpoint import save_checkpoint as save_checkpoint
