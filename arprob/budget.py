@@ -27,14 +27,15 @@ The budget is ``set_memory_budget(bytes)``, else the environment variable
 machine's available memory (``MemAvailable`` of ``/proc/meminfo``, else
 ``os.sysconf``); on an accelerator that reports its memory (GPU, TPU) the parameters and
 activations are checked against its free memory instead (``device_budget``), compile's
-host-side transients against the host's. ``estimate(spec, exact=True)`` adds the exact array shapes of
-``jax.eval_shape(lambda: compile(spec))`` (no device array is allocated; it runs only
+host-side transients against the host's. ``arprob.sizes.exact_estimate(spec)`` adds the
+exact array shapes of ``jax.eval_shape(lambda: compile(spec))`` (no device array is allocated; it runs only
 once the formula says the host-side build fits).
 
 Formulas for a user's own family: ``register_estimator(kind)(fn)`` with
 ``fn(cond, var, spec, n, p) -> ComponentEstimate``; an unregistered kind is counted by
 ``eval_shape`` of its build (its host-side arrays are then the user's own code).
-This module imports only the declaration layer (``spec/``), so the spec can call it too.
+The budget's settings live in ``spec/limits.py`` (the declaration layer checks a spec's
+element count against them itself).
 """
 
 from __future__ import annotations
@@ -42,60 +43,29 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
-import re
 from collections.abc import Callable
 from typing import Any
 
 from .errors import SpecError
-
-ENV_VAR = "ARPROB_MEMORY_BUDGET"
-#: host bytes per element of a ``Spec``'s own arrays (layout and steps: about a dozen
-#: int64 vectors of length D, with room for temporaries)
-SPEC_BYTES_PER_ELEMENT = 256
-
-_explicit_budget: int | None = None
+from .spec.limits import (  # noqa: F401 - the budget's settings, re-exported
+    ENV_VAR,
+    SPEC_BYTES_PER_ELEMENT,
+    available_memory,
+    budget_is_set,
+    check_num_elements,
+    format_bytes,
+    how_to_raise,
+    memory_budget,
+    parse_bytes,
+    set_memory_budget,
+)
 
 
 class MemoryBudgetWarning(UserWarning):
     """A batch size was lowered to fit the memory budget."""
 
-_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
-          "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
-
-# ------------------------------------------------------------------- the budget
-def parse_bytes(value: int | float | str) -> int:
-    """Bytes from ``1e9``, ``"8GB"``, ``"512 MiB"`` (decimal and binary units)."""
-    if isinstance(value, bool):
-        raise ValueError(f"Expected a number of bytes; got {value!r}.")
-    if isinstance(value, (int, float)):
-        out = value
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*", str(value))
-        if not m or m.group(2).lower() not in _UNITS:
-            raise ValueError(f"Expected a number of bytes such as 8000000000, '8GB' or '512MiB'; got {value!r}.")
-        out = float(m.group(1)) * _UNITS[m.group(2).lower()]
-    if not math.isfinite(out) or out <= 0:
-        raise ValueError(f"Expected a positive number of bytes; got {value!r}.")
-    return int(out)
-
-
-def available_memory() -> int:
-    """Bytes the machine can give now: ``MemAvailable`` (Linux), else free pages x page size."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - not a POSIX system
-        return 8 * 2**30
-
-
+# ------------------------------------------------------------------- device memory
 def device_memory() -> int | None:
     """Free bytes of the first local accelerator when it reports them (``memory_stats()``
     ``bytes_limit - bytes_in_use`` on GPUs and TPUs); ``None`` on CPU, whose arrays live in
@@ -114,53 +84,10 @@ def device_memory() -> int | None:
 def device_budget() -> int:
     """The budget of arrays on the device (parameters, activations): the explicit or
     environment budget when set, else the accelerator's free memory, else ``memory_budget()``."""
-    if _explicit_budget is not None or os.environ.get(ENV_VAR):
+    if budget_is_set():
         return memory_budget()
     free = device_memory()
     return memory_budget() if free is None else free
-
-
-def set_memory_budget(nbytes: int | float | str | None) -> None:
-    """Set the memory budget of every check (``None``: back to the environment / machine default)."""
-    global _explicit_budget
-    _explicit_budget = None if nbytes is None else parse_bytes(nbytes)
-
-
-def memory_budget() -> int:
-    """The budget in bytes: ``set_memory_budget``, else ``$ARPROB_MEMORY_BUDGET``, else the
-    machine's available memory."""
-    if _explicit_budget is not None:
-        return _explicit_budget
-    env = os.environ.get(ENV_VAR)
-    if env:
-        try:
-            return parse_bytes(env)
-        except ValueError as err:
-            raise SpecError(f"${ENV_VAR}: {err}") from None
-    return available_memory()
-
-
-def format_bytes(n: float) -> str:
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.3g} {unit}"
-    return f"{int(n)} B"
-
-
-def _how_to_raise() -> str:
-    return f"raise it with ar.set_memory_budget(bytes) or ${ENV_VAR}"
-
-
-def check_num_elements(num_elements: int, where: str = "spec") -> None:
-    """Refuse a spec whose ``D`` elements alone (layout and steps, ``SPEC_BYTES_PER_ELEMENT``
-    each) exceed the budget, before its arrays exist (a file can declare any shape)."""
-    budget = memory_budget()
-    need = num_elements * SPEC_BYTES_PER_ELEMENT
-    if need > budget:
-        raise SpecError(
-            f"{where}: {num_elements} elements need about {format_bytes(need)} for the layout alone, over the "
-            f"memory budget of {format_bytes(budget)}; {_how_to_raise()}."
-        )
 
 
 # ------------------------------------------------------------------ estimates
@@ -468,42 +395,12 @@ def _components(spec, itemsize: int, estimators) -> tuple[ComponentEstimate, ...
     return tuple(comps)
 
 
-def estimate(spec, *, exact: bool = False) -> Estimate:
+def estimate(spec) -> Estimate:
     """Memory estimates of ``spec``'s model from the spec alone (nothing is allocated).
-
-    ``exact=True`` also counts the stored arrays exactly by ``jax.eval_shape`` of
-    ``compile`` (after ``check_budget`` of the formula, so the host-side build fits).
-    """
+    ``arprob.sizes.exact_estimate`` adds the stored bytes counted on ``eval_shape`` of ``compile``."""
     layout = spec.layout
     encoder = 4 * (layout.num_elements + 1) * (2 + int(layout.feature_width.max()))  # features.Encoder (int32)
-    est = Estimate(components=estimate_components(spec), itemsize=_itemsize(), overhead_bytes=encoder)
-    if exact:
-        import jax
-
-        from .model import compile as compile_spec
-
-        check_budget(spec, est)
-        shapes = jax.eval_shape(lambda: compile_spec(spec, jax.random.key(0)))
-        total = sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree_util.tree_leaves(shapes)
-                    if hasattr(x, "shape"))
-        est = dataclasses.replace(est, exact_param_bytes=int(total))
-    return est
-
-
-def exact_num_params(spec) -> dict[str, int]:
-    """Float parameters of each variable's conditioner, counted on ``eval_shape`` of ``compile``."""
-    import jax
-    import numpy as np
-
-    from .model import compile as compile_spec
-
-    check_budget(spec)
-    shapes = jax.eval_shape(lambda: compile_spec(spec, jax.random.key(0)))
-    out = {}
-    for comp in shapes.components:
-        leaves = [x for x in jax.tree_util.tree_leaves(comp.conditioner) if hasattr(x, "dtype")]
-        out[comp.name] = sum(math.prod(x.shape) for x in leaves if np.issubdtype(x.dtype, np.inexact))
-    return out
+    return Estimate(components=estimate_components(spec), itemsize=_itemsize(), overhead_bytes=encoder)
 
 
 # ---------------------------------------------------------------------- checks
@@ -567,7 +464,7 @@ def check_budget(spec, est: Estimate | None = None, budget: int | None = None) -
         f"parameters): the model needs about {format_bytes(peak)} (stored arrays {format_bytes(est.param_bytes)}, "
         f"compile's transient masks {format_bytes(max(c.build_bytes for c in est.components))}, one example's "
         f"log_prob {format_bytes(est.fixed_bytes + est.log_prob_bytes)}), over the memory budget of "
-        f"{format_bytes(budget)}; {_how_to_raise()}.{_suggestion(spec, worst, budget)}"
+        f"{format_bytes(budget)}; {how_to_raise()}.{_suggestion(spec, worst, budget)}"
     )
 
 
@@ -583,7 +480,7 @@ def batch_size_for(model_or_spec: Any, requested: int, *, what: str = "log_prob"
     fits = est.batch_size_for(budget, what)
     if fits < 1:
         raise SpecError(f"Not even one example fits the memory budget of {format_bytes(budget)} for {what} "
-                        f"(needs {format_bytes(est.peak_bytes(1, what))}); {_how_to_raise()}.")
+                        f"(needs {format_bytes(est.peak_bytes(1, what))}); {how_to_raise()}.")
     message = (f"batch_size={requested} would need about {format_bytes(est.peak_bytes(requested, what))} for {what}, "
                f"over the memory budget of {format_bytes(budget)}; using batch_size={fits}.")
     if warn is None:

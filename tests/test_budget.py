@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import arprob as ar
-from arprob import budget
+from arprob import budget, sizes
 
 FAMILIES = {
     "logistic": ar.Spec(variables=(ar.Categorical("w", 3), ar.Binary("img", shape=(6, 6))),
@@ -51,8 +51,8 @@ def test_parameter_counts_match_eval_shape(name, x64):
     leaves (within 1% for the transformer), and stored bytes scale with the float width."""
     spec = FAMILIES[name]
     with jax.enable_x64(x64):
-        est = budget.estimate(spec, exact=True)
-        exact = budget.exact_num_params(spec)
+        est = sizes.exact_estimate(spec)
+        exact = sizes.exact_num_params(spec)
     for comp in est.components:
         tol = APPROXIMATE.get(name, 0.0) * exact[comp.name]
         assert abs(comp.num_params - exact[comp.name]) <= tol, (comp.name, comp.num_params, exact[comp.name])

@@ -57,7 +57,7 @@ class Spec:
         for name in names:
             if names.count(name) > 1:
                 raise SpecError(f"Variable name {name!r} is declared {names.count(name)} times.")
-        from ..budget import check_num_elements  # any shape can be declared: refuse before the layout exists
+        from .limits import check_num_elements  # any shape can be declared: refuse before the layout exists
 
         check_num_elements(sum(v.size for v in variables))
         if not isinstance(self.ordering, Ordering):
