@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import split_file_data, read_data_file
+from ..data import read_data_file, split_file_data
 from ..fileio import atomic_write_bytes
 
 write_bytes = atomic_write_bytes
