@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+from ..errors import SpecError
 from .layout import ElementLayout, Steps, check_parent_names, check_parents_precede
 from .registry import Registered, lookup
 from .variables import Variable
@@ -62,6 +63,9 @@ class ConditionalSpec(Registered):
 
     def check(self, name: str, variable: Variable, layout: ElementLayout, steps: Steps, context_size: int) -> None:
         """Every check a ``Spec`` runs on this conditional of variable ``name``."""
+        head = getattr(self, "head", None)
+        if head is not None and not (hasattr(head, "bind") and hasattr(head, "validate")):
+            raise SpecError(f"Conditional of {name!r}: expected head to be a head (a table with a 'kind'); got {head!r}.")
         parents = self.parent_names
         check_parent_names(name, parents, layout)
         if parents:

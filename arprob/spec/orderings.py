@@ -25,6 +25,11 @@ def variable_offsets(variables: Sequence[Variable]) -> np.ndarray:
     return np.concatenate([[0], np.cumsum([v.size for v in variables])]).astype(np.int64)
 
 
+def _check_ordering(owner: str, field: str, value: object) -> None:
+    if not isinstance(value, Ordering):
+        raise SpecError(f"{owner}: expected {field} to be an ordering (a table with a 'kind'); got {value!r}.")
+
+
 def _local_raster(var: Variable) -> np.ndarray:
     return np.arange(var.size).reshape(var.shape) if var.shape else np.arange(1)
 
@@ -110,6 +115,9 @@ class Reverse(Ordering):
     of: Ordering = dataclasses.field(default_factory=Raster)
     kind: ClassVar[str] = "reverse"
 
+    def __post_init__(self) -> None:
+        _check_ordering("Reverse", "of", self.of)
+
     def permutation(self, variables: Sequence[Variable]) -> np.ndarray:
         return self.of.permutation(variables)[::-1].copy()
 
@@ -120,6 +128,10 @@ class RandomOrder(Ordering):
 
     seed: int = 0
     kind: ClassVar[str] = "random"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise SpecError(f"RandomOrder: expected seed to be an integer >= 0; got {self.seed!r}.")
 
     def permutation(self, variables: Sequence[Variable]) -> np.ndarray:
         d = int(variable_offsets(variables)[-1])
@@ -150,6 +162,7 @@ class ByVariable(Ordering):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", tuple(self.names))
+        _check_ordering("ByVariable", "within", self.within)
 
     def permutation(self, variables: Sequence[Variable]) -> np.ndarray:
         declared = [v.name for v in variables]
