@@ -108,7 +108,7 @@ def as_flat(spec: Spec, data, *, what: str = "data") -> jax.Array | np.ndarray:
             if batch is not None and a.shape[0] != batch:
                 raise DataError(f"{what}[{v.name!r}]: batch size {a.shape[0]} differs from {batch} of other variables.")
             batch = a.shape[0]
-            parts.append(a.reshape(a.shape[0], -1))
+            parts.append(a.reshape(a.shape[0], v.size))  # -1 cannot be inferred from 0 rows
         if any(_is_traced(p) for p in parts):
             return _check_traced(spec, jnp.concatenate([jnp.asarray(p, dtype) for p in parts], axis=1), what)
         flat = np.concatenate([_host(p) for p in parts], axis=1)

@@ -12,19 +12,18 @@ import numpy as np
 
 import arprob as ar
 
-from ..checkpoint import load_model
-from .files import load_data, write_bytes, write_npz, write_rows
+from .files import load_checkpoint_model, load_data, write_bytes, write_npz, write_rows
 
 
 def detect(args: argparse.Namespace) -> int:
     """Calibrate on ``args.calibration``, then score, p-value and flag ``args.data``."""
-    model = load_model(args.model)
+    model = load_checkpoint_model(args.model)
     correction = None if args.correction == "none" else args.correction
     background = None
     if correction == "likelihood_ratio":
         if args.background is None:
             raise ValueError("--correction likelihood_ratio needs --background BACKGROUND.ckpt")
-        background = load_model(args.background)
+        background = load_checkpoint_model(args.background)
     det = ar.ood.Detector.fit(
         model, args.calibration, fpr=args.fpr, two_sided=args.two_sided, correction=correction, background=background,
         batch_size=args.batch_size, model_path=Path(args.model).resolve(),
@@ -76,7 +75,9 @@ def _detect_pictures(model, det, result, data, out) -> list[str]:
 
 def purify(args: argparse.Namespace) -> int:
     """PixelDefend purification of ``args.data`` into ``args.out`` (.npz)."""
-    model = load_model(args.model)
+    if not str(args.out).endswith(".npz"):
+        raise ValueError(f"--out {args.out}: expected a .npz file name.")
+    model = load_checkpoint_model(args.model)
     data, context = load_data(model.spec, args.data)
     eps = float(args.eps) if args.eps != int(args.eps) else int(args.eps)
     purified = ar.ood.purify(

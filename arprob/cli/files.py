@@ -10,10 +10,41 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import MAGIC, CheckpointError, load_model
 from ..data import read_data_file, split_file_data
 from ..fileio import atomic_write_bytes
 
 write_bytes = atomic_write_bytes
+
+#: suffixes of spec files (``arprob.load_spec``)
+SPEC_SUFFIXES = (".toml", ".json", ".yaml", ".yml")
+
+
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a readable file that starts with the checkpoint magic."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+def load_checkpoint_model(path: str | os.PathLike):
+    """``checkpoint.load_model``; a spec file given instead is told how to make a checkpoint."""
+    try:
+        return load_model(path)
+    except CheckpointError as err:
+        if Path(path).suffix in SPEC_SUFFIXES and "not an arprob checkpoint" in str(err):
+            raise CheckpointError(f"{err} {str(path)!r} looks like a spec file: fit it first "
+                                  "(arprob fit SPEC DATA --out MODEL.ckpt) and pass the checkpoint.") from None
+        raise
+
+
+def check_spec_path(path: str | os.PathLike) -> None:
+    """Refuse a checkpoint where a spec file is expected (before it is read as TOML/JSON)."""
+    if is_checkpoint(path):
+        raise ValueError(f"{str(path)!r} is an arprob checkpoint, not a spec file (.toml or .json); to continue "
+                         f"fitting it, pass it as --out with --resume.")
 
 
 def load_data(spec, path: str | os.PathLike):

@@ -12,10 +12,18 @@ import numpy as np
 
 import arprob as ar
 
-from ..checkpoint import load_model
 from ..data import as_source
 from ..model import flat_log_prob_terms
-from .files import write_image_grid, write_npy, write_npz, write_rows
+from .files import (
+    SPEC_SUFFIXES,
+    check_spec_path,
+    is_checkpoint,
+    load_checkpoint_model,
+    write_image_grid,
+    write_npy,
+    write_npz,
+    write_rows,
+)
 
 #: exit codes of an interrupted ``fit`` (128 + signal number, as shells report them)
 EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -52,6 +60,7 @@ def fit(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not (args.resume or args.force):
         raise ValueError(f"{out} exists; pass --resume to continue it or --force to overwrite it.")
+    check_spec_path(args.spec)
     spec = ar.load_spec(args.spec)
     model = ar.compile(spec, jax.random.key(args.seed))
     with _StopOnSignal() as stop:
@@ -95,7 +104,7 @@ def _per_record(model, data, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def score(args: argparse.Namespace) -> int:
     """NLL, bits/dim and per-variable shares; per-record results to .npy, .csv or .jsonl."""
-    model = load_model(args.model)
+    model = load_checkpoint_model(args.model)
     result = ar.evaluate(model, args.data, batch_size=args.batch_size)
     print(f"{args.data}: {result.num_examples} examples, NLL {result.nll:.4f} nats, {result.bits_per_dim:.4f} bits/dim")
     print(result.table())
@@ -119,7 +128,7 @@ def score(args: argparse.Namespace) -> int:
 
 def sample(args: argparse.Namespace) -> int:
     """Ancestral samples to .npz (or .csv for models of scalar variables), optionally a PNG grid."""
-    model = load_model(args.model)
+    model = load_checkpoint_model(args.model)
     samples = {k: np.asarray(v) for k, v in model.sample(jax.random.key(args.seed), args.num).items()}
     out = str(args.out)
     if out.endswith(".csv"):
@@ -157,7 +166,9 @@ def inspect(args: argparse.Namespace) -> int:
     """Print what a spec or checkpoint declares: variables, ordering, partition, step maps,
     dependencies, parameter count and mask density."""
     path = Path(args.path)
-    model = load_model(path) if path.suffix not in (".toml", ".json", ".yaml", ".yml") else None
+    if path.suffix not in SPEC_SUFFIXES and path.is_file() and not is_checkpoint(path):
+        raise ValueError(f"{str(path)!r} is neither a spec file ({', '.join(SPEC_SUFFIXES)}) nor an arprob checkpoint.")
+    model = load_checkpoint_model(path) if path.suffix not in SPEC_SUFFIXES else None
     spec = model.spec if model is not None else ar.load_spec(path)
     if model is None:
         model = ar.compile(spec)
@@ -169,6 +180,8 @@ def inspect(args: argparse.Namespace) -> int:
         elements = layout.elements_of(name)
         head = cond.bind_head(var)
         parents = "every earlier element" if cond.parent_names is None else (", ".join(cond.parent_names) or "none")
+        if getattr(cond, "neighbours", None):
+            parents += f" and its own neighbours at {list(cond.neighbours)}"
         print(f"- {name}: {var.kind}, shape {tuple(var.shape)}, {type(cond).__name__} + {type(head).__name__}; "
               f"reads {parents}; steps {int(steps.step[elements].min())}..{int(steps.step[elements].max())}")
         if len(var.shape) in (2, 3) and var.size <= 1024:
