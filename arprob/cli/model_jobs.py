@@ -104,6 +104,8 @@ def _per_record(model, data, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def score(args: argparse.Namespace) -> int:
     """NLL, bits/dim and per-variable shares; per-record results to .npy, .csv or .jsonl."""
+    if args.out is not None and Path(args.out).suffix not in (".npy", ".csv", ".jsonl"):
+        raise ValueError(f"--out {args.out}: expected a .npy, .csv or .jsonl file name.")
     model = load_checkpoint_model(args.model)
     result = ar.evaluate(model, args.data, batch_size=args.batch_size)
     print(f"{args.data}: {result.num_examples} examples, NLL {result.nll:.4f} nats, {result.bits_per_dim:.4f} bits/dim")
@@ -128,24 +130,24 @@ def score(args: argparse.Namespace) -> int:
 
 def sample(args: argparse.Namespace) -> int:
     """Ancestral samples to .npz (or .csv for models of scalar variables), optionally a PNG grid."""
-    model = load_checkpoint_model(args.model)
-    samples = {k: np.asarray(v) for k, v in model.sample(jax.random.key(args.seed), args.num).items()}
     out = str(args.out)
-    if out.endswith(".csv"):
-        wide = [v.name for v in model.spec.variables if v.shape]
-        if wide:
-            raise ValueError(f"--out {out}: CSV holds scalar variables only; {wide[0]!r} has shape "
-                             f"{model.spec.variable(wide[0]).shape}. Write .npz instead.")
-        write_rows(out, [{k: v[i].item() for k, v in samples.items()} for i in range(args.num)])
-    elif out.endswith(".npz"):
-        write_npz(out, samples)
-    else:
+    if not out.endswith((".csv", ".npz")):
         raise ValueError(f"--out {out}: expected a .npz or .csv file name.")
+    model = load_checkpoint_model(args.model)
+    wide = [v.name for v in model.spec.variables if v.shape]
+    if out.endswith(".csv") and wide:
+        raise ValueError(f"--out {out}: CSV holds scalar variables only; {wide[0]!r} has shape "
+                         f"{model.spec.variable(wide[0]).shape}. Write .npz instead.")
+    images = [v for v in model.spec.variables if v.is_discrete and len(v.shape) in (2, 3)]
+    if args.png is not None and not images:
+        raise ValueError("--png: the model has no image variable (discrete, of shape (H, W) or (H, W, C)).")
+    samples = {k: np.asarray(v) for k, v in model.sample(jax.random.key(args.seed), args.num).items()}
+    if out.endswith(".csv"):
+        write_rows(out, [{k: v[i].item() for k, v in samples.items()} for i in range(args.num)])
+    else:
+        write_npz(out, samples)
     written = [out]
     if args.png is not None:
-        images = [v for v in model.spec.variables if v.is_discrete and len(v.shape) in (2, 3)]
-        if not images:
-            raise ValueError("--png: the model has no image variable (discrete, of shape (H, W) or (H, W, C)).")
         var = images[0]
         write_image_grid(args.png, samples[var.name], var.num_values, f"{args.num} samples of {var.name!r}")
         written.append(args.png)
