@@ -31,7 +31,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .conditioners.made import MADEConditioner
 from .errors import SpecError
-from .model import Component, Model, flat_log_prob
+from .model import Component, Model, flat_log_prob, flat_train_log_prob
 from .spec.layout import component_schedule
 from .spec.orderings import Explicit
 from .spec.partitions import ExplicitBlocks
@@ -149,7 +149,10 @@ class OrderAgnostic(Objective):
 
     def loss(self, model, x, context, key):
         k = jax.random.randint(key, (), 0, self.num_members)
-        return -jnp.mean(flat_log_prob(with_member(model, k), x, context)), {"member": k}
+        member = with_member(model, k)
+        if model.uses_dropout:
+            return -jnp.mean(flat_train_log_prob(member, x, context, jax.random.fold_in(key, 1))), {"member": k}
+        return -jnp.mean(flat_log_prob(member, x, context)), {"member": k}
 
     def validation_nll(self, model, source, batch_size, mesh):
         total, count = 0.0, 0
@@ -177,8 +180,9 @@ def fit_order_agnostic(
     """Order-agnostic maximum likelihood: ``fit`` with a uniformly drawn member (ordering and
     hidden degrees) per minibatch (``OrderAgnostic``).
 
-    **Arguments:** as ``arprob.fit`` (``optimizer`` default ``optax.adam(1e-3)``,
-    ``num_steps`` default 1000, ``eval_every`` default 100); with validation data the
+    **Arguments:** as ``arprob.fit`` (``optimizer`` default ``optax.adam(learning_rate)``
+    with ``fit``'s ``DEFAULT_LEARNING_RATE``, ``num_steps`` default 1000, ``eval_every``
+    default 100); with validation data the
     ensemble NLL (``-mean ensemble_log_prob``) is recorded in ``history["val_nll"]`` and
     the best model is returned.
 
@@ -186,8 +190,6 @@ def fit_order_agnostic(
     is the member drawn at each step. With ``K = 1`` this is ordinary training.
     """
     num, _ = _made_components(model)
-    if optimizer is None and learning_rate is None:
-        optimizer = optax.adam(1e-3)
     if fit_kwargs.get("validation") is None:
         eval_every = None
     if fit_kwargs.get("epochs") is not None:

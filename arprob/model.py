@@ -96,15 +96,26 @@ class Model(eqx.Module):
     components: tuple[Component, ...]
 
     # ------------------------------------------------------------------ density
-    def _example_params(self, x, feats, context) -> tuple[Float[Array, "n p"], ...]:
-        return tuple(c.conditioner(x, feats, context) for c in self.components)
+    @property
+    def uses_dropout(self) -> bool:
+        """True when some conditioner drops units while training (``fit`` then passes keys)."""
+        return any(c.conditioner.uses_dropout for c in self.components)
 
-    def _example_terms(self, x: Float[Array, " d"], context) -> Float[Array, " d"]:
+    def _example_params(self, x, feats, context, key=None) -> tuple[Float[Array, "n p"], ...]:
+        if key is None:  # scoring and sampling: no dropout anywhere
+            return tuple(c.conditioner(x, feats, context) for c in self.components)
+        return tuple(
+            c.conditioner(x, feats, context, key=jax.random.fold_in(key, i)) if c.conditioner.uses_dropout
+            else c.conditioner(x, feats, context)
+            for i, c in enumerate(self.components)
+        )
+
+    def _example_terms(self, x: Float[Array, " d"], context, key=None) -> Float[Array, " d"]:
         feats = self.encoder(x)
         offsets = self.spec.layout.offsets  # component i owns the contiguous slice of variable i
         terms = [
             c.head.log_prob(params, x[offsets[i] : offsets[i + 1]])
-            for i, (c, params) in enumerate(zip(self.components, self._example_params(x, feats, context)))
+            for i, (c, params) in enumerate(zip(self.components, self._example_params(x, feats, context, key)))
         ]
         return jnp.concatenate(terms) if len(terms) > 1 else terms[0]
 
@@ -157,11 +168,38 @@ class Model(eqx.Module):
         return tuple(jnp.moveaxis(padded[:, c.block_elements], 1, 0) for c in self.components)
 
     def _scan(
-        self, rule: ChoiceRule, inputs: tuple, n: int, context, naive: bool, num_steps: int | None = None
+        self, rule: ChoiceRule, inputs: tuple, n: int, context, naive: bool, num_steps: int | None = None,
+        chunk: int | None = None,
     ) -> Float[Array, "n d"]:
         """The one sequential pass: for each step, every conditioner's block parameters from
         its cache (or its full pass when ``naive``), then ``rule`` picks the block's values.
-        ``inputs[i]`` is component ``i``'s tuple of ``(S, n, m_i, ...)`` rule inputs."""
+        ``inputs[i]`` is component ``i``'s tuple of ``(S, n, m_i, ...)`` rule inputs.
+
+        The ``n`` rows run ``chunk`` at a time (default ``sampling_chunk(spec, n)``, from the
+        memory budget), one chunk after the other (``lax.map``), so the caches of only
+        ``chunk`` rows exist at once. Every input is drawn for all ``n`` rows before the
+        split and rows never interact, so the result does not depend on ``chunk``."""
+        chunk = sampling_chunk(self.spec, n) if chunk is None else chunk
+        if chunk >= n:
+            return self._scan_rows(rule, inputs, n, context, naive, num_steps)
+        k = -(-n // chunk)
+        pad = k * chunk - n
+
+        def split(a: Array, axis: int) -> Array:  # (..., n, ...) -> (k, ..., chunk, ...)
+            if pad:  # repeat row 0: padding rows hold valid inputs, and are dropped below
+                first = jax.lax.slice_in_dim(a, 0, 1, axis=axis)
+                a = jnp.concatenate([a, jnp.repeat(first, pad, axis=axis)], axis=axis)
+            a = a.reshape(*a.shape[:axis], k, chunk, *a.shape[axis + 1 :])
+            return jnp.moveaxis(a, axis, 0)
+
+        parts = (jax.tree.map(lambda a: split(a, 1), inputs), None if context is None else split(context, 0))
+        out = jax.lax.map(lambda p: self._scan_rows(rule, p[0], chunk, p[1], naive, num_steps), parts)
+        return out.reshape(k * chunk, out.shape[-1])[:n]
+
+    def _scan_rows(
+        self, rule: ChoiceRule, inputs: tuple, n: int, context, naive: bool, num_steps: int | None = None
+    ) -> Float[Array, "n d"]:
+        """``_scan`` of ``n`` rows at once."""
         spec = self.spec
         d, f = spec.num_elements, self.encoder.num_features
         dtype = jnp.result_type(float)
@@ -199,26 +237,29 @@ class Model(eqx.Module):
         return x
 
     def _sample_impl(
-        self, key: PRNGKeyArray, n: int, context, naive: bool, num_steps: int | None = None
+        self, key: PRNGKeyArray, n: int, context, naive: bool, num_steps: int | None = None,
+        chunk: int | None = None,
     ) -> Float[Array, "n d"]:
         noise = tuple((u,) for u in self._uniforms(key, n))
-        return self._scan(Draw(), noise, n, context, naive, num_steps)
+        return self._scan(Draw(), noise, n, context, naive, num_steps, chunk)
 
-    def _sample_conditional_impl(self, key, x, observed, context, naive: bool) -> Float[Array, "n d"]:
+    def _sample_conditional_impl(self, key, x, observed, context, naive: bool, chunk: int | None = None):
         n = x.shape[0]
         inputs = tuple(zip(self._uniforms(key, n), self._by_step(x), self._by_step(observed)))
-        return self._scan(KeepObserved(), tuple(inputs), n, context, naive)
+        return self._scan(KeepObserved(), tuple(inputs), n, context, naive, chunk=chunk)
 
-    def _purify_impl(self, key, x, eps, context, rule: ChoiceRule, naive: bool) -> Float[Array, "n d"]:
+    def _purify_impl(self, key, x, eps, context, rule: ChoiceRule, naive: bool, chunk: int | None = None):
         n = x.shape[0]
         refs, radii = self._by_step(x), self._by_step(eps)
         if isinstance(rule, BoxArgmax):
             inputs = tuple(zip(refs, radii))
         else:
             inputs = tuple(zip(self._uniforms(key, n, per_row=1), refs, radii))
-        return self._scan(rule, inputs, n, context, naive)
+        return self._scan(rule, inputs, n, context, naive, chunk=chunk)
 
-    def sample_flat(self, key: PRNGKeyArray, n: int, context=None, *, naive: bool = False) -> Float[Array, "n d"]:
+    def sample_flat(
+        self, key: PRNGKeyArray, n: int, context=None, *, naive: bool = False, chunk: int | None = None
+    ) -> Float[Array, "n d"]:
         """``n`` ancestral samples as a flat ``(n, D)`` array.
 
         ``naive=True`` recomputes every conditioner's full pass at each step: the
@@ -226,17 +267,21 @@ class Model(eqx.Module):
         equal to float rounding, as an incremental product may differ in the last ulp).
         The uniforms of all steps are drawn first (``Head.sample_uniform``): memory for
         about ``num_uniforms`` (1 or 2) times the samples, besides the samples themselves.
+        The samples are then drawn ``chunk`` rows at a time (default
+        ``arprob.budget.sampling_chunk``: as many as fit the memory budget and the working
+        set, ``budget.WORKING_SET_BYTES``), with the same values for any ``chunk``.
         """
-        if not isinstance(n, int) or n < 1:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"Expected a positive integer number of samples; got {n!r}.")
-        return flat_sample(self, key, n, as_context(self.spec, context, n), naive)
+        return flat_sample(self, key, n, as_context(self.spec, context, n), naive, None, _chunk(self.spec, n, chunk))
 
-    def sample(self, key: PRNGKeyArray, n: int, context=None) -> dict[str, Array]:
-        """``n`` ancestral samples as ``name -> (n, *shape)`` (discrete values as int32)."""
-        return to_dict(self.spec, self.sample_flat(key, n, context))
+    def sample(self, key: PRNGKeyArray, n: int, context=None, *, chunk: int | None = None) -> dict[str, Array]:
+        """``n`` ancestral samples as ``name -> (n, *shape)`` (discrete values as int32);
+        ``chunk`` as in ``sample_flat``."""
+        return to_dict(self.spec, self.sample_flat(key, n, context, chunk=chunk))
 
     def sample_conditional(
-        self, key: PRNGKeyArray, data, observed, context=None, *, naive: bool = False
+        self, key: PRNGKeyArray, data, observed, context=None, *, naive: bool = False, chunk: int | None = None
     ) -> dict[str, Array]:
         """Complete ``data``: observed elements keep their values, the rest are drawn in order.
 
@@ -246,11 +291,12 @@ class Model(eqx.Module):
         Exact samples of ``p(x_unobserved | x_observed)`` when every observed element comes
         before every unobserved one in the ordering; otherwise observed values inform only
         the elements after them (see ``arprob.choice``). With nothing observed, the same
-        draws as ``sample`` for the same key.
+        draws as ``sample`` for the same key. ``chunk``: rows per pass, as in ``sample_flat``.
         """
         x, ctx = self._prepare(data, context)
         mask = observed_mask(self.spec, observed, x.shape[0])
-        return to_dict(self.spec, flat_sample_conditional(self, key, x, jnp.asarray(mask), ctx, naive))
+        chunk = _chunk(self.spec, x.shape[0], chunk)
+        return to_dict(self.spec, flat_sample_conditional(self, key, x, jnp.asarray(mask), ctx, naive, chunk))
 
     # ------------------------------------------------------------------ helpers
     def to_flat(self, data):
@@ -278,24 +324,55 @@ def flat_log_prob(model: Model, x: Float[Array, "b d"], context=None) -> Float[A
 
 
 @jax.jit
+def flat_train_log_prob(model: Model, x: Float[Array, "b d"], context, key: PRNGKeyArray) -> Float[Array, " b"]:
+    """The training-time log-likelihood of each row: as ``flat_log_prob`` but with dropout
+    on (one key per row, from ``key``) in conditioners declared with ``dropout > 0``; equal to
+    ``flat_log_prob`` for a model without dropout."""
+    keys = jax.random.split(key, x.shape[0])
+    return jnp.sum(jax.vmap(model._example_terms)(x, context, keys), axis=-1)
+
+
+@jax.jit
 def flat_conditional_params(model: Model, x: Float[Array, "b d"], context=None) -> tuple[Array, ...]:
     """Teacher-forced head parameters, one ``(b, n, p)`` array per component."""
     return jax.vmap(lambda xi, ci: model._example_params(xi, model.encoder(xi), ci))(x, context)
 
 
-flat_sample = jax.jit(Model._sample_impl, static_argnums=(2, 4, 5))
-"""``flat_sample(model, key, n, context, naive, num_steps=None)``: ``(n, D)`` ancestral
-samples; with ``num_steps`` only the first steps are drawn (the rest stay 0), with the
-same draws as the full sampler (benchmarks time slow samplers this way)."""
+flat_sample = jax.jit(Model._sample_impl, static_argnums=(2, 4, 5, 6))
+"""``flat_sample(model, key, n, context, naive, num_steps=None, chunk=None)``: ``(n, D)``
+ancestral samples; with ``num_steps`` only the first steps are drawn (the rest stay 0),
+with the same draws as the full sampler (benchmarks time slow samplers this way). The
+rows run ``chunk`` at a time (``None``: ``budget.sampling_chunk`` when first traced), with
+the same draws for any ``chunk``."""
 
-flat_sample_conditional = jax.jit(Model._sample_conditional_impl, static_argnums=(5,))
-"""``flat_sample_conditional(model, key, x, observed, context, naive)``: ``x`` completed
-where the boolean ``observed`` (``(n, D)``) is False (``Model.sample_conditional``)."""
+flat_sample_conditional = jax.jit(Model._sample_conditional_impl, static_argnums=(5, 6))
+"""``flat_sample_conditional(model, key, x, observed, context, naive, chunk=None)``: ``x``
+completed where the boolean ``observed`` (``(n, D)``) is False (``Model.sample_conditional``)."""
 
-flat_purify = jax.jit(Model._purify_impl, static_argnums=(5, 6))
-"""``flat_purify(model, key, x, eps, context, rule, naive)``: the scan with a box rule
-(``choice.BoxArgmax()`` or ``choice.BoxSample(T)``, ``key`` unused by the former) around
+flat_purify = jax.jit(Model._purify_impl, static_argnums=(5, 6, 7))
+"""``flat_purify(model, key, x, eps, context, rule, naive, chunk=None)``: the scan with a box
+rule (``choice.BoxArgmax()`` or ``choice.BoxSample(T)``, ``key`` unused by the former) around
 the flat ``x`` with per-element radii ``eps`` ``(n, D)`` (``arprob.ood.purify``)."""
+
+
+def sampling_chunk(spec: Spec, n: int) -> int:
+    """Rows per pass of the sampling scan for ``n`` rows: ``budget.default_batch_size`` of
+    ``"sample"`` (the most that fit the memory budget and the working set), spread evenly
+    over the fewest passes (4096 rows of at most 600: 7 passes of 586)."""
+    from .budget import default_batch_size  # the budget sits beside the model: imported on use
+
+    most = default_batch_size(spec, "sample", limit=n)
+    passes = -(-n // max(most, 1))
+    return -(-n // passes)
+
+
+def _chunk(spec: Spec, n: int, chunk: int | None) -> int:
+    """A validated ``chunk`` (``None``: ``sampling_chunk``)."""
+    if chunk is None:
+        return sampling_chunk(spec, n)
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+        raise ValueError(f"chunk: expected a positive integer number of rows per pass; got {chunk!r}.")
+    return min(chunk, n)
 
 
 def observed_mask(spec: Spec, observed, n: int) -> np.ndarray:

@@ -41,7 +41,7 @@ from .checkpoint import load_checkpoint, lock_checkpoint, save_checkpoint
 from .data import ArraySource, as_source, split_source
 from .errors import DataError
 from .evaluate import _evaluate
-from .model import Model, flat_log_prob
+from .model import Model, flat_log_prob, flat_train_log_prob
 from .sharding import Devices, Mesh, check_batch_size, is_main_process, make_mesh, num_devices, replicate, shard_batch
 
 
@@ -159,9 +159,27 @@ def _has_trainable(model: Model) -> bool:
 
 
 # ----------------------------------------------------------------------- options
-def _make_optimizer(optimizer, learning_rate, clip_norm) -> optax.GradientTransformation:
+DEFAULT_LEARNING_RATE = 1e-2
+"""Adam's step size when none is given, in ``fit``, ``fit_order_agnostic`` and on the command line."""
+
+
+def _decay_mask(params):
+    """Weight decay applies to weight matrices and tensors (ndim >= 2), not to biases and scales."""
+    return jax.tree_util.tree_map(lambda p: getattr(p, "ndim", 0) >= 2, params)
+
+
+def _make_optimizer(optimizer, learning_rate, clip_norm, weight_decay=None) -> optax.GradientTransformation:
+    if weight_decay is not None:
+        if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
+            raise ValueError(f"Expected weight_decay >= 0; got {weight_decay!r}.")
+        if optimizer is not None:
+            raise ValueError(
+                "weight_decay applies to fit's default optimizer (AdamW); with your own optimizer put the decay "
+                "inside it (e.g. optax.adamw(1e-3, weight_decay=1e-4))."
+            )
+    rate = DEFAULT_LEARNING_RATE if learning_rate is None else learning_rate
     if optimizer is None:
-        optimizer = optax.adam(1e-2 if learning_rate is None else learning_rate)
+        optimizer = optax.adam(rate) if not weight_decay else optax.adamw(rate, weight_decay=weight_decay, mask=_decay_mask)
     elif isinstance(optimizer, optax.GradientTransformation):
         if learning_rate is not None:
             raise ValueError(
@@ -169,7 +187,7 @@ def _make_optimizer(optimizer, learning_rate, clip_norm) -> optax.GradientTransf
                 "or pass optimizer=optax.adam (the factory) together with learning_rate=."
             )
     elif callable(optimizer):  # a factory such as optax.adamw: called with the rate or schedule
-        optimizer = optimizer(1e-2 if learning_rate is None else learning_rate)
+        optimizer = optimizer(rate)
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(f"Expected an optax.GradientTransformation (e.g. optax.adam(1e-3)); got {optimizer!r}.")
     if clip_norm is not None:
@@ -183,7 +201,7 @@ def _known_rate(learning_rate, optimizer):
     """The rate or schedule ``fit`` builds the optimizer with (None inside a given optimizer)."""
     if isinstance(optimizer, optax.GradientTransformation):
         return None
-    return 1e-2 if learning_rate is None else learning_rate
+    return DEFAULT_LEARNING_RATE if learning_rate is None else learning_rate
 
 
 def _all_finite(tree) -> bool:
@@ -248,15 +266,17 @@ class Objective:
     """What ``fit`` minimises: by default the mean NLL per example (maximum likelihood).
 
     ``loss(model, x, context, key) -> (loss, aux)``: ``aux`` a dict of scalars logged into
-    the history every step; ``key`` is ``fold_in(key(seed), step)`` when ``uses_key``, else
-    None. ``validation_nll(model, source, batch_size, mesh) -> (nll, bits/dim)`` or None
+    the history every step; ``key`` is ``fold_in(key(seed), step)`` when ``uses_key`` or the
+    model has dropout (``Model.uses_dropout``), else None. ``validation_nll(model, source, batch_size, mesh) -> (nll, bits/dim)`` or None
     for the model's own density (``arprob.evaluate``).
     """
 
     uses_key: bool = False
 
     def loss(self, model: Model, x, context, key) -> tuple[Any, dict[str, Any]]:
-        return -jnp.mean(flat_log_prob(model, x, context)), {}
+        if key is None:
+            return -jnp.mean(flat_log_prob(model, x, context)), {}
+        return -jnp.mean(flat_train_log_prob(model, x, context, key)), {}
 
     def validation_nll(self, model: Model, source, batch_size: int, mesh) -> tuple[float, float] | None:
         return None
@@ -266,10 +286,12 @@ class Objective:
         return model
 
 
-def make_train_step(tx: optax.GradientTransformation, static: Model, objective: Objective):
-    """``step(params, static_arrays, opt_state, x, context[, step]) -> (params, opt_state, loss,
-    grad_norm, aux)`` under plain ``jax.jit`` (cheaper per call than filter_jit); the non-array
-    parts of the model are closed over, so the step compiles once."""
+def make_train_step(tx: optax.GradientTransformation, static: Model, objective: Objective, uses_key: bool = False):
+    """``step(params, static_arrays, opt_state, x, context[, key, step]) -> (params, opt_state,
+    loss, grad_norm, aux)`` under plain ``jax.jit`` (cheaper per call than filter_jit); the
+    non-array parts of the model are closed over, so the step compiles once. With
+    ``uses_key`` the step takes a base key and the step number and passes the loss
+    ``fold_in(key, step)`` (dropout, an objective's draws)."""
     static_arrays, static_rest = eqx.partition(static, eqx.is_array)
 
     def core(params, static_arrays, opt_state, xb, cb, key):
@@ -282,7 +304,7 @@ def make_train_step(tx: optax.GradientTransformation, static: Model, objective: 
         updates, opt_state = tx.update(grads, opt_state, params)
         return eqx.apply_updates(params, updates), opt_state, loss, optax.tree.norm(grads), aux
 
-    if objective.uses_key:
+    if uses_key:
         def with_key(params, static_arrays, opt_state, xb, cb, base_key, step):
             return core(params, static_arrays, opt_state, xb, cb, jax.random.fold_in(base_key, step))
 
@@ -514,6 +536,7 @@ def fit(
     min_delta: float = 0.0,
     restore_best: bool = True,
     clip_norm: float | None = None,
+    weight_decay: float | None = None,
     progress: bool | None = None,
     log_every: int = 10,
     callbacks: Sequence[Callback] = (),
@@ -538,7 +561,12 @@ def fit(
         context: optional ``(N, context_size)`` conditioning vectors.
         optimizer: an optax transformation (default ``optax.adam(learning_rate)``), or an
             optax factory (``optax.adamw``) called with ``learning_rate``.
-        learning_rate: a number or an optax schedule ``step -> rate`` (default ``1e-2``).
+        learning_rate: a number or an optax schedule ``step -> rate`` (default
+            ``DEFAULT_LEARNING_RATE`` = ``1e-2``).
+        weight_decay: decoupled weight decay of the default optimizer (AdamW, Loshchilov &
+            Hutter 2019: ``w <- w - rate * (adam_update + weight_decay * w)``) on weight
+            matrices only (not biases or scales). Dropout is declared per conditioner
+            (``MADE(dropout=0.2)``) and is on only here, in training.
         num_updates: optimiser updates (default 1000 unless ``epochs`` is given; 0 fits tables
             only). ``num_steps`` is its older name (an autoregressive *step* is a block of the
             partition; ``history["step"]`` counts updates).
@@ -616,7 +644,7 @@ def fit(
         opts.eval_every = steps_per_epoch or 1000
     eval_every = opts.eval_every
 
-    tx = _make_optimizer(optimizer, learning_rate, clip_norm)
+    tx = _make_optimizer(optimizer, learning_rate, clip_norm, weight_decay)
     params, static = eqx.partition(model, trainable_filter(model))
     opt_state = tx.init(params)
 
@@ -632,8 +660,9 @@ def fit(
     if validation_part is not None and validation_part.best_params is not None:
         validation_part.best_params = replicate(validation_part.best_params, mesh)
     params, static, opt_state = replicate(params, mesh), replicate(static, mesh), replicate(opt_state, mesh)
-    train_step, static_arrays = make_train_step(tx, static, objective)
-    base_key = jax.random.key(seed) if objective.uses_key else None
+    uses_key = objective.uses_key or model.uses_dropout
+    train_step, static_arrays = make_train_step(tx, static, objective, uses_key)
+    base_key = jax.random.key(seed) if uses_key else None
 
     checkpoints = _Checkpoints(checkpoint, checkpoint_every, main)
     log = _Log(history, total_steps, step, k, progress, main, _known_rate(learning_rate, optimizer), elapsed0,

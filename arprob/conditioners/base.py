@@ -9,9 +9,10 @@ holding the arrays.
 
 A conditioner is unbatched (the model vmaps it) and implements
 
-- ``__call__(x, feats, context) -> (n, P)``: parameters of all its elements in one
-  parallel pass. ``x`` is the flat element vector ``(D,)``, ``feats`` its encoding
-  ``(F,)`` (see ``arprob.features``), ``context`` an optional vector ``(C,)``.
+- ``__call__(x, feats, context, key=None) -> (n, P)``: parameters of all its elements in
+  one parallel pass. ``x`` is the flat element vector ``(D,)``, ``feats`` its encoding
+  ``(F,)`` (see ``arprob.features``), ``context`` an optional vector ``(C,)``; ``key`` is
+  given only while training, for dropout (``dropout``; scoring and sampling pass none).
 - ``init_cache(context)`` and ``block_params(cache, x, feats, context, s, rows)`` for
   ancestral sampling (``step`` is its deprecated name): parameters of ``rows`` (this
   conditioner's elements in block ``s``, padded with ``n``), given ``x``/``feats`` in which every element of a step ``< s`` is filled.
@@ -28,9 +29,12 @@ import dataclasses
 from typing import ClassVar
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int, PyTree
+from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
+
+from ..errors import SpecError
 
 from ..heads import Head
 from ..spec.conditional import ConditionalSpec as ConditionalSpec
@@ -81,15 +85,40 @@ class ConditionerContext:
         return self.steps.step[self.elements]
 
 
+def check_dropout(owner: str, rate: object) -> None:
+    """A dropout rate must be a number in ``[0, 1)``."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        raise SpecError(f"{owner}: expected dropout to be a number in [0, 1); got {rate!r}.")
+
+
+def dropout(h: Array, rate: float, key: PRNGKeyArray | None) -> Array:
+    """Inverted dropout: each unit kept with probability ``1 - rate`` and scaled by
+    ``1 / (1 - rate)``, so ``E[dropout(h)] = h``. The identity without a key (scoring,
+    sampling) or at ``rate = 0``: nothing changes where dropout is off."""
+    if key is None or rate == 0.0:
+        return h
+    keep = jax.random.bernoulli(key, 1.0 - rate, h.shape)
+    return jnp.where(keep, h / (1.0 - rate), jnp.zeros_like(h))
+
+
 class Conditioner(eqx.Module):
     """Base class of runtime conditioners (see the module docstring)."""
 
     trainable: ClassVar[bool] = True
 
     def __call__(
-        self, x: Float[Array, " d"], feats: Float[Array, " f"], context: Float[Array, " c"] | None
+        self,
+        x: Float[Array, " d"],
+        feats: Float[Array, " f"],
+        context: Float[Array, " c"] | None,
+        key: PRNGKeyArray | None = None,
     ) -> Float[Array, "n p"]:
         raise NotImplementedError
+
+    @property
+    def uses_dropout(self) -> bool:
+        """True when training should pass ``key`` (a conditioner with ``dropout > 0``)."""
+        return getattr(self, "dropout_rate", 0.0) > 0.0
 
     def init_cache(self, context: Float[Array, " c"] | None) -> PyTree:
         return None

@@ -61,13 +61,14 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ..errors import SpecError
+from ..spec import fields
 from ..heads import Head
 from ..masks import Tiles, rank_mask, row_tiles, tiled_masked_matmul
 from ..spec.layout import ElementLayout, Steps, compute_steps, schedule_table
 from ..spec.orderings import Explicit, Ordering
 from ..spec.partitions import ExplicitBlocks
 from ..spec.variables import Variable
-from .base import Conditioner, ConditionalSpec, ConditionerContext
+from .base import Conditioner, ConditionalSpec, ConditionerContext, check_dropout, dropout
 
 ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "gelu": jax.nn.gelu}
 
@@ -90,6 +91,8 @@ class MADE(ConditionalSpec):
         activation: ``"relu"``, ``"tanh"`` or ``"gelu"``.
         seed: seed of the member orderings and random degrees.
         head: the head; ``None`` picks Bernoulli / Categorical / Gaussian from the variable.
+        dropout: rate of inverted dropout on every hidden layer while training (``fit``);
+            scoring and sampling never drop.
     """
 
     hidden: tuple[int, ...] = (500,)
@@ -100,39 +103,38 @@ class MADE(ConditionalSpec):
     activation: str = "relu"
     seed: int = 0
     head: Head | None = None
+    dropout: float = 0.0
     kind: ClassVar[str] = "made"
 
     def __post_init__(self) -> None:
-        hidden = (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)
+        hidden = self.hidden
+        if isinstance(hidden, int) and not isinstance(hidden, bool) and hidden >= 1:
+            hidden = (hidden,)
+        hidden = fields.int_tuple("MADE", "hidden", hidden, 1)
         object.__setattr__(self, "hidden", hidden)
-        for i, h in enumerate(hidden):
-            if not isinstance(h, int) or isinstance(h, bool) or h < 1:
-                raise SpecError(f"MADE hidden[{i}] must be a positive integer width; got {h!r}.")
+        fields.boolean("MADE", "direct", self.direct)
         if not hidden and not self.direct:
             raise SpecError("MADE with hidden=() needs direct=True; otherwise no input reaches an output.")
-        if not isinstance(self.num_orderings, int) or self.num_orderings < 1:
-            raise SpecError(f"MADE num_orderings must be an integer >= 1; got {self.num_orderings!r}.")
+        object.__setattr__(self, "num_orderings", fields.positive_int("MADE", "num_orderings", self.num_orderings))
+        object.__setattr__(self, "seed", fields.non_negative_int("MADE", "seed", self.seed))
         family = self.ordering_family
         if isinstance(family, str):
             if family not in ("random", "fixed"):
-                raise SpecError(
-                    f"MADE ordering_family must be 'random', 'fixed' or a tuple of orderings; got {family!r}."
-                )
+                raise fields.FieldError("MADE", "ordering_family", "'random', 'fixed' or a list of orderings", family)
         else:
-            family = tuple(family)
+            family = fields.sequence("MADE", "ordering_family", family, "'random', 'fixed' or a list of orderings")
             object.__setattr__(self, "ordering_family", family)
             for i, o in enumerate(family):
                 if not isinstance(o, Ordering):
-                    raise SpecError(f"MADE ordering_family[{i}] is {o!r}; expected an arprob Ordering.")
+                    raise fields.FieldError("MADE", f"ordering_family[{i}]", "an ordering (a table with a 'kind')", o)
             if len(family) != self.num_orderings - 1:
                 raise SpecError(
                     f"MADE with num_orderings={self.num_orderings} needs {self.num_orderings - 1} orderings in "
                     f"ordering_family (member 0 is the spec's own ordering); got {len(family)}."
                 )
-        if self.degrees not in ("equal", "random"):
-            raise SpecError(f"MADE degrees must be 'equal' or 'random'; got {self.degrees!r}.")
-        if self.activation not in ACTIVATIONS:
-            raise SpecError(f"MADE activation must be one of {sorted(ACTIVATIONS)}; got {self.activation!r}.")
+        fields.one_of("MADE", "degrees", self.degrees, ("equal", "random"))
+        fields.one_of("MADE", "activation", self.activation, sorted(ACTIVATIONS))
+        check_dropout("MADE", self.dropout)
 
     def validate(self, variable: Variable, layout: ElementLayout, steps: Steps, context_size: int) -> None:
         self.bind_head(variable)
@@ -225,6 +227,7 @@ class MADEConditioner(Conditioner):
     member_steps: Int[Array, "k d"]
     member: Int[Array, ""]
     activation: str = eqx.field(static=True)
+    dropout_rate: float = eqx.field(static=True)
     plans: tuple[Tiles, ...] | None = eqx.field(static=True)  # hidden layers, output, direct (K = 1)
     in_identity: bool = eqx.field(static=True)
     out_identity: bool = eqx.field(static=True)
@@ -249,7 +252,7 @@ class MADEConditioner(Conditioner):
         tiles = ((0, w.shape[0], w.shape[1]),) if self.plans is None else self.plans[i]
         return tiled_masked_matmul(x, w, tiles, row_deg, col_deg, strict=strict)
 
-    def __call__(self, x, feats, context):
+    def __call__(self, x, feats, context, key=None):
         m = self.member
         n, p = self.out_bias.shape
         xs = feats if self.in_identity else feats[self.in_perm]
@@ -259,7 +262,7 @@ class MADEConditioner(Conditioner):
             pre = self._matmul(h, w, l, hdeg[m], deg, False) + b
             if l == 0 and self.context_weight is not None:
                 pre = pre + self.context_weight @ context
-            h, deg = self._act(pre), hdeg[m]
+            h, deg = dropout(self._act(pre), self.dropout_rate, None if key is None else jax.random.fold_in(key, l)), hdeg[m]
         out_deg = jnp.repeat(self.out_deg[m], p)
         out = self.out_bias.reshape(-1)
         if self.weights:
@@ -398,6 +401,7 @@ def build_made(spec: MADE, ctx: ConditionerContext, key: PRNGKeyArray) -> MADECo
         member_steps=jnp.asarray(np.stack([st.step for st in members]).astype(np.int32)),
         member=jnp.asarray(0, jnp.int32),
         activation=spec.activation,
+        dropout_rate=float(spec.dropout),
         plans=plans,
         in_identity=bool(np.array_equal(in_perm, np.arange(f))),
         out_identity=bool(np.array_equal(out_perm, np.arange(n))),

@@ -45,9 +45,10 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from ..errors import SpecError
 from ..heads import Head
 from ..masks import rank_mask
+from ..spec import fields
 from ..spec.layout import ElementLayout, Steps
 from ..spec.variables import Variable
-from .base import Conditioner, ConditionalSpec, ConditionerContext
+from .base import Conditioner, ConditionalSpec, ConditionerContext, check_dropout
 from .sequence import check_positive_int, normal_fan_in, output_mlp
 
 _TRANSFORMS = (
@@ -156,20 +157,24 @@ class PixelCNN(ConditionalSpec):
         kernel_size: odd ``k >= 3``; reaches ``k // 2`` pixels, which must be smaller than
             both image sides.
         head: the head; ``None`` picks one from the variable.
+        dropout: rate of inverted dropout on the read-out's hidden layer while training
+            (``fit``); scoring and sampling never drop.
     """
 
     channels: int = 32
     num_layers: int = 4
     kernel_size: int = 3
     head: Head | None = None
+    dropout: float = 0.0
     kind: ClassVar[str] = "pixelcnn"
 
     def __post_init__(self) -> None:
+        check_dropout("PixelCNN", self.dropout)
         check_positive_int("PixelCNN", "channels", self.channels)
         check_positive_int("PixelCNN", "num_layers", self.num_layers)
         check_positive_int("PixelCNN", "kernel_size", self.kernel_size, 3)
         if self.kernel_size % 2 == 0:
-            raise SpecError(f"PixelCNN: expected an odd kernel_size >= 3; got {self.kernel_size}.")
+            raise fields.FieldError("PixelCNN", "kernel_size", "an odd integer >= 3", self.kernel_size)
 
     def _plan(self, variable: Variable, layout: ElementLayout, steps: Steps) -> ImagePlan:
         plan = image_plan(variable, layout, steps)
@@ -274,6 +279,7 @@ class PixelCNN(ConditionalSpec):
             flip=plan.flip,
             reach=a,
             num_params=np_,
+            dropout_rate=float(self.dropout),
         )
 
 
@@ -337,6 +343,7 @@ class PixelCNNConditioner(Conditioner):
     flip: bool = eqx.field(static=True)
     reach: int = eqx.field(static=True)
     num_params: int = eqx.field(static=True)
+    dropout_rate: float = eqx.field(static=True)
 
     # ------------------------------------------------------------------ pieces
     def _image(self, feats):
@@ -346,12 +353,13 @@ class PixelCNNConditioner(Conditioner):
         a = self.reach
         return jnp.pad(img, ((a, 0), (a, a), (0, 0)))
 
-    def _output(self, h, context):
+    def _output(self, h, context, key=None):
         w1, w2 = jnp.where(self.out1_mask, self.out1, 0.0), jnp.where(self.out2_mask, self.out2, 0.0)
-        return output_mlp(jax.nn.relu(h), context, w1, self.out1_bias, self.out1_context, w2, self.out2_bias)
+        return output_mlp(jax.nn.relu(h), context, w1, self.out1_bias, self.out1_context, w2, self.out2_bias,
+                          self.dropout_rate, key)
 
     # --------------------------------------------------------------- full pass
-    def __call__(self, x, feats, context):
+    def __call__(self, x, feats, context, key=None):
         a = self.reach
         padded = self._image(feats)  # (H'+a, W'+2a, c)
         ww = padded.shape[1] - 2 * a
@@ -368,7 +376,7 @@ class PixelCNNConditioner(Conditioner):
             h = r if h is None else h + r
             v_in = jnp.pad(_gate(v_pre), ((a, 0), (a, a), (0, 0)))
             h_in = jnp.pad(h, ((0, 0), (a, 0), (0, 0)))
-        out = self._output(h, context)  # (H', W', C P)
+        out = self._output(h, context, key)  # (H', W', C P)
         return out.reshape(-1, self.num_params)[self.out_gather]
 
     # ------------------------------------------------------------------- cache

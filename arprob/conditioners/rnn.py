@@ -21,9 +21,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ..errors import SpecError
 from ..heads import Head
-from .base import Conditioner, ConditionalSpec, ConditionerContext
+from ..spec import fields
+from .base import Conditioner, ConditionalSpec, ConditionerContext, check_dropout
 from .sequence import SequenceInputs, check_positive_int, normal_fan_in, output_mlp, sequence_plan
 
 CELLS = ("gru", "lstm")
@@ -37,17 +37,20 @@ class RNN(ConditionalSpec):
         hidden: hidden state size.
         cell: ``"gru"`` or ``"lstm"``.
         head: the head; ``None`` picks one from the variable.
+        dropout: rate of inverted dropout on the read-out's hidden layer while training
+            (``fit``); scoring and sampling never drop.
     """
 
     hidden: int = 64
     cell: str = "gru"
     head: Head | None = None
+    dropout: float = 0.0
     kind: ClassVar[str] = "rnn"
 
     def __post_init__(self) -> None:
+        check_dropout("RNN", self.dropout)
         check_positive_int("RNN", "hidden", self.hidden)
-        if self.cell not in CELLS:
-            raise SpecError(f"RNN: expected cell to be one of {CELLS}; got {self.cell!r}.")
+        fields.one_of("RNN", "cell", self.cell, CELLS)
 
     def build(self, ctx: ConditionerContext, *, key: PRNGKeyArray) -> "RNNConditioner":
         plan = sequence_plan(ctx.layout, ctx.steps, ctx.elements)
@@ -68,6 +71,7 @@ class RNN(ConditionalSpec):
             lstm=self.cell == "lstm",
             slots=m,
             num_params=p,
+            dropout_rate=float(self.dropout),
         )
 
 
@@ -86,23 +90,29 @@ class RNNConditioner(Conditioner):
     lstm: bool = eqx.field(static=True)
     slots: int = eqx.field(static=True)
     num_params: int = eqx.field(static=True)
+    dropout_rate: float = eqx.field(static=True)
 
-    def _advance(self, state, u, context):
-        """One position: new state and that position's ``(m P)`` outputs."""
+    def _advance(self, state, u, context, key=None):
+        """One position: new state and that position's ``(m P)`` outputs (``key``: dropout)."""
         if context is not None:
             u = jnp.concatenate([u, context])
         state = self.cell(u, state)
         h = state[0] if self.lstm else state
-        return state, output_mlp(h, context, self.out1, self.out1_bias, self.out1_context, self.out2, self.out2_bias)
+        return state, output_mlp(h, context, self.out1, self.out1_bias, self.out1_context, self.out2, self.out2_bias,
+                                 self.dropout_rate, key)
 
     def init_cache(self, context):
         zeros = jnp.zeros(self.cell.hidden_size, self.out1.dtype)
         return (zeros, zeros) if self.lstm else zeros
 
-    def __call__(self, x, feats, context):
-        _, out = jax.lax.scan(
-            lambda state, u: self._advance(state, u, context), self.init_cache(context), self.inputs.all(feats)
-        )
+    def __call__(self, x, feats, context, key=None):
+        inputs = self.inputs.all(feats)
+        if key is None:
+            _, out = jax.lax.scan(lambda state, u: self._advance(state, u, context), self.init_cache(context), inputs)
+        else:  # one dropout key per position
+            keys = jax.random.split(key, inputs.shape[0])
+            _, out = jax.lax.scan(lambda state, uk: self._advance(state, uk[0], context, uk[1]),
+                                  self.init_cache(context), (inputs, keys))
         return out.reshape(-1, self.num_params)[self.out_index]
 
     def block_params(self, cache, x, feats, context, s, rows):

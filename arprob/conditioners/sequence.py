@@ -9,7 +9,7 @@
   (``coords``: present flag, row, column, channel scaled to [-1, 1], variable one-hot), so
   an output at position ``s`` that depends on ``u_{<=s}`` depends only on steps ``< s``.
 - ``normal_fan_in`` / ``normal_std``: weight initialisers.
-- ``output_mlp``: the two-layer read-out ``relu(h W_1 + b_1 + c V) W_2 + b_2``.
+- ``output_mlp``: the two-layer read-out ``dropout(relu(h W_1 + b_1 + c V)) W_2 + b_2``.
 - ``check_positive_int``: the hyper-parameter check with the error every family raises.
 """
 
@@ -23,8 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ..errors import SpecError
+from ..spec import fields
 from ..spec.layout import ElementLayout, Steps
+from .base import dropout
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class SequencePlan:
@@ -145,15 +146,15 @@ def normal_std(key: PRNGKeyArray, shape: tuple[int, ...], std: float, dtype) -> 
     return jax.random.normal(key, shape, dtype) * std
 
 
-def output_mlp(h, context, w1, b1, w1_context, w2, b2):
+def output_mlp(h, context, w1, b1, w1_context, w2, b2, rate: float = 0.0, key: PRNGKeyArray | None = None):
     """The read-out every sequence conditioner ends with:
-    ``relu(h W_1 + b_1 (+ c V)) W_2 + b_2`` (``w1_context`` None: no context term)."""
+    ``dropout(relu(h W_1 + b_1 (+ c V))) W_2 + b_2`` (``w1_context`` None: no context term;
+    dropout only while training, when ``key`` is given)."""
     o = h @ w1 + b1
     if w1_context is not None:
         o = o + context @ w1_context
-    return jax.nn.relu(o) @ w2 + b2
+    return dropout(jax.nn.relu(o), rate, key) @ w2 + b2
 
 
 def check_positive_int(owner: str, name: str, value: object, minimum: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise SpecError(f"{owner}: expected {name} to be an integer >= {minimum}; got {value!r}.")
+    fields.integer(owner, name, value, minimum)

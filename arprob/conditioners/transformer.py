@@ -41,9 +41,10 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ..errors import SpecError
 from ..heads import Head
+from ..spec import fields
 from ..spec.layout import ElementLayout, Steps, may_read, schedule_table
 from ..spec.variables import Variable
-from .base import Conditioner, ConditionalSpec, ConditionerContext
+from .base import Conditioner, ConditionalSpec, ConditionerContext, check_dropout, dropout
 from .sequence import normal_std
 
 _NEG = -1e30
@@ -62,6 +63,8 @@ class Transformer(ConditionalSpec):
             variable embeddings) or ``"sinusoidal"`` (fixed sin/cos features of the same
             four coordinates).
         head: the head; ``None`` picks Bernoulli / Categorical / Gaussian from the variable.
+        dropout: rate of inverted dropout while training (``fit``) on the data tokens and on
+            the normalised read-out input; scoring and sampling never drop.
     """
 
     width: int = 64
@@ -70,22 +73,19 @@ class Transformer(ConditionalSpec):
     mlp_ratio: int = 4
     coordinate_coding: str = "learned"
     head: Head | None = None
+    dropout: float = 0.0
     kind: ClassVar[str] = "transformer"
 
     def __post_init__(self) -> None:
         for name in ("width", "num_heads", "num_layers", "mlp_ratio"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise SpecError(f"Transformer {name} must be a positive integer; got {v!r}.")
+            fields.positive_int("Transformer", name, getattr(self, name))
         if self.width % self.num_heads:
             raise SpecError(
                 f"Transformer width={self.width} is not divisible by num_heads={self.num_heads}; each head needs "
                 f"width / num_heads channels (e.g. width={self.num_heads * max(1, round(self.width / self.num_heads))})."
             )
-        if self.coordinate_coding not in ("learned", "sinusoidal"):
-            raise SpecError(
-                f"Transformer coordinate_coding must be 'learned' or 'sinusoidal'; got {self.coordinate_coding!r}."
-            )
+        fields.one_of("Transformer", "coordinate_coding", self.coordinate_coding, ("learned", "sinusoidal"))
+        check_dropout("Transformer", self.dropout)
 
     def validate(self, variable: Variable, layout: ElementLayout, steps: Steps, context_size: int) -> None:
         self.bind_head(variable)
@@ -260,6 +260,7 @@ class TransformerConditioner(Conditioner):
     prev_elements: Int[Array, "s m"]
     pos_in_block: Int[Array, " d1"]
     num_heads: int = eqx.field(static=True)
+    dropout_rate: float = eqx.field(static=True)
     attention_tile: int = eqx.field(static=True, default=128)  # rows per tile of the full pass
 
     # ---------------------------------------------------------------- pieces
@@ -295,17 +296,18 @@ class TransformerConditioner(Conditioner):
     def _kv(self, block: _Block, x):
         return _split(x @ block.wk, self.num_heads), _split(x @ block.wv, self.num_heads)
 
-    def _readout(self, h):
-        return self.ln_out(h) @ self.out_weight + self.out_bias
+    def _readout(self, h, key=None):
+        return dropout(self.ln_out(h), self.dropout_rate, key) @ self.out_weight + self.out_bias
 
     # ------------------------------------------------------------ full pass
-    def __call__(self, x, feats, context):
+    def __call__(self, x, feats, context, key=None):
+        k_tokens, k_out = (None, None) if key is None else jax.random.split(key)
         # tokens in step order (stable sort), so the key tiles a query tile may not read
         # are those above the diagonal and blocked_attend skips them; rows are per-element,
         # so the order changes only the summation order inside attention
         order = jnp.argsort(self.step_of, stable=True)
         step = self.step_of[order]
-        kv_in = self.ln_kv(self._tokens(feats, order))
+        kv_in = self.ln_kv(dropout(self._tokens(feats, order), self.dropout_rate, k_tokens))
         h = self._query0(order, context)
         start = self.ln_kv(self._start(context)[None])
         for l, blk in enumerate(self.blocks):
@@ -318,7 +320,7 @@ class TransformerConditioner(Conditioner):
             h = blocked_attend(q, k, v, step, step, same_step=l > 0, start=first, tile=self.attention_tile, rows=h,
                                finish=lambda att, h_t, blk=blk: blk.mlp(h_t + att @ blk.wo + blk.bo))
         rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0], dtype=order.dtype))
-        return self._readout(h[rank[self.elements[:-1]]])
+        return self._readout(h[rank[self.elements[:-1]]], k_out)
 
     # ------------------------------------------------------------- KV cache
     def init_cache(self, context):
@@ -432,4 +434,5 @@ def build_transformer(spec: Transformer, ctx: ConditionerContext, key: PRNGKeyAr
         prev_elements=jnp.asarray(prev_elements),
         pos_in_block=jnp.asarray(pos_in_block),
         num_heads=spec.num_heads,
+        dropout_rate=float(spec.dropout),
     )

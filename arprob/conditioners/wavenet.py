@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ..heads import Head
-from .base import Conditioner, ConditionalSpec, ConditionerContext
+from .base import Conditioner, ConditionalSpec, ConditionerContext, check_dropout
 from .sequence import SequenceInputs, check_positive_int, normal_fan_in, output_mlp, sequence_plan
 
 # ----------------------------------------------------------------------------------- spec
@@ -50,6 +50,8 @@ class WaveNet(ConditionalSpec):
         kernel_size: taps of every causal conv (``>= 2``).
         dilation_cycle: restart the dilations every ``cycle`` layers (``None``: never).
         head: the head; ``None`` picks one from the variable.
+        dropout: rate of inverted dropout on the read-out's hidden layer while training
+            (``fit``); scoring and sampling never drop.
     """
 
     channels: int = 32
@@ -57,9 +59,11 @@ class WaveNet(ConditionalSpec):
     kernel_size: int = 2
     dilation_cycle: int | None = None
     head: Head | None = None
+    dropout: float = 0.0
     kind: ClassVar[str] = "wavenet"
 
     def __post_init__(self) -> None:
+        check_dropout("WaveNet", self.dropout)
         check_positive_int("WaveNet", "channels", self.channels)
         check_positive_int("WaveNet", "num_layers", self.num_layers)
         check_positive_int("WaveNet", "kernel_size", self.kernel_size, 2)
@@ -111,6 +115,7 @@ class WaveNet(ConditionalSpec):
             kernel_size=k,
             slots=m,
             num_params=p,
+            dropout_rate=float(self.dropout),
         )
 
 
@@ -167,11 +172,13 @@ class WaveNetConditioner(Conditioner):
     kernel_size: int = eqx.field(static=True)
     slots: int = eqx.field(static=True)
     num_params: int = eqx.field(static=True)
+    dropout_rate: float = eqx.field(static=True)
 
-    def _head(self, skip, context):
-        return output_mlp(jax.nn.relu(skip), context, self.out1, self.out1_bias, self.out1_context, self.out2, self.out2_bias)
+    def _head(self, skip, context, key=None):
+        return output_mlp(jax.nn.relu(skip), context, self.out1, self.out1_bias, self.out1_context, self.out2,
+                          self.out2_bias, self.dropout_rate, key)
 
-    def __call__(self, x, feats, context):
+    def __call__(self, x, feats, context, key=None):
         k = self.kernel_size
         h = causal_taps(self.inputs.all(feats), k, 1) @ self.in_conv + self.in_bias
         skip = jnp.zeros_like(h)
@@ -179,7 +186,7 @@ class WaveNetConditioner(Conditioner):
             z = layer.gate(causal_taps(h, k, layer.dilation), context)
             h = h + z @ layer.res + layer.res_bias
             skip = skip + z @ layer.skip + layer.skip_bias
-        out = self._head(skip, context)  # (S, m P)
+        out = self._head(skip, context, key)  # (S, m P)
         return out.reshape(-1, self.num_params)[self.out_index]
 
     def init_cache(self, context):
