@@ -143,12 +143,12 @@ def test_spec_round_trips_through_json_and_toml(tmp_path):
 @pytest.mark.parametrize(
     "text, match",
     [
-        ('[[variables]]\nkind = "binary"\nname = "x"\n[ordering]\nkind = "rastr"\n', r"s.toml.ordering.kind: unknown kind 'rastr'"),
-        ('[[variables]]\nkind = "binary"\nname = "x"\nshap = [2]\n', r"s.toml.variables\[0\]: unknown key 'shap'"),
+        ('[[variables]]\nkind = "binary"\nname = "x"\n[ordering]\nkind = "rastr"\n', r"s.toml: ordering.kind: unknown kind 'rastr'"),
+        ('[[variables]]\nkind = "binary"\nname = "x"\nshap = [2]\n', r"s.toml: variables\[0\]: unknown key 'shap'"),
         ('[[variables]]\nkind = "binary"\nname = "x"\n[conditionals.x]\nkind = "table"\nparents = ["y"]\n', "unknown parent 'y'"),
-        ('[[variables]]\nkind = "binary"\nname = "x"\n[conditionals.x]\nkind = "logistic"\nhead = {kind = "categorical"}\n', "ambiguous"),
+        ('[[variables]]\nkind = "binary"\nname = "x"\n[conditionals.x]\nkind = "logistic"\nhead = {kind = "variable:categorical"}\n', r"conditionals.x.head.kind: expected a head here; got 'variable:categorical'"),
         ('[[variables]\nkind = "binary"', "malformed TOML"),
-        ('[[variables]]\nkind = "categorical"\nname = "x"\nnum_categories = 1\n', r"variables\[0\]: .*num_categories >= 2"),
+        ('[[variables]]\nkind = "categorical"\nname = "x"\nnum_categories = 1\n', r"variables\[0\].num_categories: expected an integer >= 2, got 1"),
     ],
 )
 def test_malformed_spec_files_name_file_and_key(tmp_path, text, match):

@@ -98,7 +98,7 @@ def test_spec_errors_name_the_culprit():
         ar.Spec(variables=(ar.Real("t"), ar.Binary("b")), conditionals={"b": ar.Table(parents=["t"])})
     with pytest.raises(ar.SpecError, match="'t' is real; head Bernoulli"):
         ar.Spec(variables=(ar.Real("t"),), conditionals={"t": ar.Logistic(head=ar.Bernoulli())})
-    with pytest.raises(ar.SpecError, match="num_categories >= 2"):
+    with pytest.raises(ar.SpecError, match="num_categories: expected an integer >= 2"):
         ar.Categorical("c", 1)
     with pytest.raises(ar.SpecError, match="identifier"):
         ar.Binary("not a name")

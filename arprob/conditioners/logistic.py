@@ -22,6 +22,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from ..heads import Head
 from ..masks import Tiles, row_tiles, tiled_masked_matmul
+from ..spec import fields
 from .base import Conditioner, ConditionalSpec, ConditionerContext
 
 
@@ -42,7 +43,8 @@ class Logistic(ConditionalSpec):
         if isinstance(self.parents, str):
             object.__setattr__(self, "parents", (self.parents,))
         elif self.parents is not None:
-            object.__setattr__(self, "parents", tuple(self.parents))
+            object.__setattr__(self, "parents", fields.str_tuple("Logistic", "parents", self.parents,
+                                                                 "a list of variable names"))
 
     def build(self, ctx: ConditionerContext, *, key=None) -> "LogisticConditioner":
         n, p = ctx.num_outputs, ctx.head.num_params

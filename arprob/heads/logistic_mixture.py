@@ -66,6 +66,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from ..errors import SpecError
+from ..spec import fields
 from ..spec.variables import Variable
 from .base import Head, categorical_from_uniform, logistic_from_uniform, normal_from_uniform
 
@@ -178,9 +179,9 @@ def _draw_levels(u, mean, log_scale, num_levels: int):
     return jnp.clip(jnp.round(v), 0, num_levels - 1)
 
 
-def _check_components(name: str, k: object) -> None:
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-        raise SpecError(f"{name}: expected num_components to be an integer >= 1; got {k!r}.")
+def _check_components(head: Head) -> None:
+    k = fields.positive_int(type(head).__name__, "num_components", head.num_components)
+    object.__setattr__(head, "num_components", k)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,9 +215,11 @@ class DiscretizedLogisticMixture(Head):
     supports: ClassVar[tuple[str, ...]] = ("ordinal",)
 
     def __post_init__(self) -> None:
-        _check_components(type(self).__name__, self.num_components)
-        if not isinstance(self.coupled, bool):
-            raise SpecError(f"DiscretizedLogisticMixture: expected coupled to be True or False; got {self.coupled!r}.")
+        _check_components(self)
+        fields.boolean("DiscretizedLogisticMixture", "coupled", self.coupled)
+        for name in ("levels", "channels"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, fields.positive_int("DiscretizedLogisticMixture", name, getattr(self, name)))
 
     num_uniforms: ClassVar[int] = 2
 
@@ -385,7 +388,7 @@ class _RealMixture(Head):
     num_uniforms: ClassVar[int] = 2
 
     def __post_init__(self) -> None:
-        _check_components(type(self).__name__, self.num_components)
+        _check_components(self)
 
     @property
     def num_params(self) -> int:

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from ..errors import SpecError
+from ..spec import fields
 from ..spec.variables import Variable
 from .base import Head
 
@@ -72,6 +73,9 @@ class NumPyroHead(Head):
             if _distribution_class(d.__name__) is not d:
                 raise SpecError(f"NumPyroHead: {d.__module__}.{d.__qualname__} is not a class of "
                                 "numpyro.distributions; a spec names its distribution, so only those are accepted.")
+        if not isinstance(self.distribution, str):
+            raise fields.FieldError("NumPyroHead", "distribution", "the name of a numpyro.distributions class",
+                                    self.distribution)
         cls = _distribution_class(self.distribution)
         try:
             fixed = tuple((str(k), float(v)) for k, v in (dict(self.fixed).items() if not isinstance(

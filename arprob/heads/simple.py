@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from ..errors import SpecError
+from ..spec import fields
 from ..spec.conditional import default_head as default_head
 from ..spec.variables import Variable
 from .base import Head, categorical_from_uniform, normal_from_uniform
@@ -58,6 +59,10 @@ class CategoricalHead(Head):
     num_classes: int | None = None
     kind: ClassVar[str] = "categorical"
     supports: ClassVar[tuple[str, ...]] = ("binary", "categorical", "ordinal")
+
+    def __post_init__(self) -> None:
+        if self.num_classes is not None:
+            object.__setattr__(self, "num_classes", fields.integer("CategoricalHead", "num_classes", self.num_classes, 2))
 
     def bind(self, variable: Variable) -> "CategoricalHead":
         super().bind(variable)

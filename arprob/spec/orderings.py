@@ -16,6 +16,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import SpecError
+from . import fields
 from .registry import Registered, kinds
 from .variables import Variable
 
@@ -27,7 +28,7 @@ def variable_offsets(variables: Sequence[Variable]) -> np.ndarray:
 
 def _check_ordering(owner: str, field: str, value: object) -> None:
     if not isinstance(value, Ordering):
-        raise SpecError(f"{owner}: expected {field} to be an ordering (a table with a 'kind'); got {value!r}.")
+        raise fields.FieldError(owner, field, "an ordering (a table with a 'kind')", value)
 
 
 def _local_raster(var: Variable) -> np.ndarray:
@@ -130,8 +131,7 @@ class RandomOrder(Ordering):
     kind: ClassVar[str] = "random"
 
     def __post_init__(self) -> None:
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise SpecError(f"RandomOrder: expected seed to be an integer >= 0; got {self.seed!r}.")
+        object.__setattr__(self, "seed", fields.non_negative_int("RandomOrder", "seed", self.seed))
 
     def permutation(self, variables: Sequence[Variable]) -> np.ndarray:
         d = int(variable_offsets(variables)[-1])
@@ -146,7 +146,7 @@ class Explicit(Ordering):
     kind: ClassVar[str] = "explicit"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "order", tuple(int(i) for i in self.order))
+        object.__setattr__(self, "order", fields.int_tuple("Explicit", "order", self.order, 0))
 
     def permutation(self, variables: Sequence[Variable]) -> np.ndarray:
         return np.asarray(self.order, dtype=np.int64)
@@ -161,7 +161,7 @@ class ByVariable(Ordering):
     kind: ClassVar[str] = "by_variable"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "names", tuple(self.names))
+        object.__setattr__(self, "names", fields.str_tuple("ByVariable", "names", self.names, "a list of variable names"))
         _check_ordering("ByVariable", "within", self.within)
 
     def permutation(self, variables: Sequence[Variable]) -> np.ndarray:

@@ -14,6 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..errors import SpecError
+from . import fields
 from .orderings import variable_offsets
 from .registry import Registered, kinds
 from .variables import Variable
@@ -56,8 +57,7 @@ class FixedSize(Partition):
     kind: ClassVar[str] = "fixed_size"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.size, int) or self.size < 1:
-            raise SpecError(f"FixedSize partition needs an integer size >= 1; got {self.size!r}.")
+        object.__setattr__(self, "size", fields.positive_int("FixedSize", "size", self.size))
 
     def blocks(self, variables, perm):
         return np.arange(len(perm)) // self.size
@@ -133,7 +133,9 @@ class ExplicitBlocks(Partition):
     kind: ClassVar[str] = "explicit_blocks"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "groups", tuple(tuple(int(e) for e in g) for g in self.groups))
+        groups = fields.sequence("ExplicitBlocks", "groups", self.groups, "a list of lists of element indices")
+        object.__setattr__(self, "groups", tuple(fields.int_tuple("ExplicitBlocks", f"groups[{b}]", g, 0)
+                                                 for b, g in enumerate(groups)))
 
     def blocks(self, variables, perm):
         d = int(variable_offsets(variables)[-1])

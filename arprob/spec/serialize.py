@@ -1,10 +1,15 @@
-"""Specs to and from plain dicts, JSON and TOML files (no code is ever loaded).
+"""Specs to and from plain dicts and TOML, JSON or YAML files (no code is ever loaded).
 
 Every spec object is a frozen dataclass with a ``kind``; it is written as a table
-``{"kind": "<category>:<kind>", field: value, ...}``. Inside ``variables``,
-``ordering``, ``partition`` and ``conditionals`` the category may be left out
-(``kind = "raster"``); nested objects need it only when a kind is ambiguous
-(``head = {kind = "head:categorical"}``). Errors name the file and the key path.
+``{"kind": "<category>:<kind>", field: value, ...}`` whose keys are the constructor's
+argument names, with the constructor's defaults. Inside ``variables``, ``ordering``,
+``partition`` and ``conditionals`` the category may be left out (``kind = "raster"``); so
+may it in a field that takes one category (``head = {kind = "categorical"}`` is a head,
+``of = {kind = "columns"}`` an ordering). The file's suffix decides its format
+(``.toml``, ``.json``, ``.yaml``/``.yml``); YAML is read with ``yaml.safe_load`` and may not
+use aliases. Errors name the file, the key path and what was expected
+(``model.yaml: conditionals.img.hidden[1]: expected a positive integer, got -3``).
+``docs/spec_reference.md`` lists every kind and field (``python -m arprob.spec.schema``).
 
 ```toml
 [[variables]]
@@ -23,15 +28,20 @@ kind = "logistic"
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import functools
+import inspect
 import json
 import os
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
 from ..fileio import atomic_write_bytes
-from .registry import REGISTRY, category_of
+from .fields import FieldError
+from .registry import REGISTRY, Registered, category_of
 from .spec import Spec
 
 FORMAT = "arprob.spec/1"
@@ -72,50 +82,110 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
     }
 
 
+#: file suffix -> format name (the suffix decides the format)
+SUFFIXES = {".toml": "TOML", ".json": "JSON", ".yaml": "YAML", ".yml": "YAML"}
+#: deepest nesting a spec file may have (a Table's cpt nests once per parent)
+MAX_DEPTH = 100
+
+
+def _key(where: str, key: object) -> str:
+    """The key path ``where.key`` (``where["a b"]`` for a key that is not a plain name)."""
+    if not (isinstance(key, str) and key.isidentifier()):
+        return f"{where}[{key!r}]"
+    return f"{where}.{key}" if where else key
+
+
 def _decode(value: Any, where: str, default_category: str | None = None) -> Any:
     if isinstance(value, dict) and "kind" in value:
         return _build(value, where, default_category)
     if isinstance(value, dict):
-        return {k: _decode(v, f"{where}.{k}") for k, v in value.items()}
+        return {k: _decode(v, _key(where, k)) for k, v in value.items()}
     if isinstance(value, list):
-        return tuple(_decode(v, f"{where}[{i}]") for i, v in enumerate(value))
+        return tuple(_decode(v, f"{where}[{i}]", default_category) for i, v in enumerate(value))
     return value
+
+
+@functools.cache
+def _field_categories(cls: type) -> dict[str, tuple[str, bool]]:
+    """field -> (category, exact) for fields typed with one registered category base:
+    ``exact`` when the field takes exactly one such object (``head: Head | None``), not a
+    list of them (``ordering_family: str | tuple[Ordering, ...]``)."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # an annotation that does not evaluate: no inference
+        return {}
+    out = {}
+    for f in dataclasses.fields(cls):
+        tp = hints.get(f.name)
+        direct = [a for a in (typing.get_args(tp) or (tp,)) if a is not type(None)]
+        found: set[str] = set()
+        stack = [tp]
+        while stack:
+            t = stack.pop()
+            if isinstance(t, type) and issubclass(t, Registered) and t.category:
+                found.add(t.category)
+            stack.extend(typing.get_args(t))
+        if len(found) == 1:
+            category = found.pop()
+            exact = len(direct) == 1 and isinstance(direct[0], type) and issubclass(direct[0], Registered)
+            out[f.name] = (category, exact)
+    return out
+
+
+@functools.cache
+def _required(cls: type) -> tuple[str, ...]:
+    """Constructor arguments without a default (a spec file must give them)."""
+    return tuple(n for n, p in inspect.signature(cls).parameters.items()
+                 if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
 
 
 def _build(table: dict, where: str, default_category: str | None) -> Any:
     registries = _registries()
     kind = table["kind"]
+    at = _key(where, "kind")
     if not isinstance(kind, str):
-        raise SpecError(f"{where}.kind: expected a string; got {kind!r}.")
+        raise SpecError(f"{at}: expected a string; got {kind!r}.")
     if ":" in kind:
         category, short = kind.split(":", 1)
         if category not in registries:
-            raise SpecError(f"{where}.kind: unknown category {category!r}; known: {sorted(registries)}.")
+            raise SpecError(f"{at}: unknown category {category!r}; known: {sorted(registries)}.")
+        if default_category is not None and category != default_category:
+            raise SpecError(f"{at}: expected a {default_category} here; got {kind!r}.")
         candidates = [category] if short in registries[category] else []
     elif default_category is not None:
         category, short = default_category, kind
-        candidates = [category] if short in registries[category] else []
+        candidates = [category] if short in registries.get(category, {}) else []
     else:
         short = kind
         candidates = [c for c, reg in registries.items() if short in reg]
         if len(candidates) > 1:
-            raise SpecError(f"{where}.kind: {kind!r} is ambiguous; write one of {[f'{c}:{kind}' for c in candidates]}.")
+            raise SpecError(f"{at}: {kind!r} is ambiguous; write one of {[f'{c}:{kind}' for c in candidates]}.")
     if not candidates:
-        known = sorted(registries[default_category]) if default_category else sorted(
+        known = sorted(registries.get(default_category, {})) if default_category else sorted(
             f"{c}:{k}" for c, reg in registries.items() for k in reg
         )
-        raise SpecError(f"{where}.kind: unknown kind {kind!r}; known: {known}.")
+        raise SpecError(f"{at}: unknown kind {kind!r}; known: {known}.")
     cls = registries[candidates[0]][short]
     fields = {f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("kind", "category")}
+    typed = _field_categories(cls)
     kwargs = {}
     for key, v in table.items():
         if key == "kind":
             continue
         if key not in fields:
             raise SpecError(f"{where}: unknown key {key!r} for {kind!r}; expected some of {sorted(fields)}.")
-        kwargs[key] = _decode(v, f"{where}.{key}")
+        category, exact = typed.get(key, (None, False))
+        if exact and v is not None and not (isinstance(v, dict) and "kind" in v):
+            raise SpecError(f"{_key(where, key)}: expected a {category} (a table with a 'kind'), got {v!r}")
+        kwargs[key] = _decode(v, _key(where, key), category)
+    missing = [n for n in _required(cls) if n not in kwargs]
+    if missing:
+        raise SpecError(f"{where}: {kind!r} needs the key{'s' if len(missing) > 1 else ''} "
+                        f"{', '.join(repr(m) for m in missing)}.")
     try:
         return cls(**kwargs)
+    except FieldError as e:
+        raise SpecError(f"{where}.{e.detail}") from None
     except SpecError as e:
         raise SpecError(f"{where}: {e}") from None
     except (TypeError, ValueError, OverflowError) as e:
@@ -124,38 +194,45 @@ def _build(table: dict, where: str, default_category: str | None) -> Any:
 
 def spec_from_dict(data: dict[str, Any], source: str = "spec") -> Spec:
     """Build a validated ``Spec`` from a dict; errors name ``source`` and the key path."""
+    try:
+        return _spec_from_dict(data)
+    except SpecError as e:
+        raise SpecError(f"{source}: {e}") from None
+
+
+def _spec_from_dict(data: Any) -> Spec:
     if not isinstance(data, dict):
-        raise SpecError(f"{source}: expected a table at the top level; got {type(data).__name__}.")
+        raise SpecError(f"expected a table at the top level; got {type(data).__name__}.")
     allowed = {"format", "variables", "ordering", "partition", "conditionals", "context_size"}
     for key in data:
         if key not in allowed:
-            raise SpecError(f"{source}: unknown key {key!r}; expected some of {sorted(allowed)}.")
+            raise SpecError(f"unknown key {key!r}; expected some of {sorted(allowed)}.")
     fmt = data.get("format", FORMAT)
     if fmt != FORMAT:
-        raise SpecError(f"{source}.format: expected {FORMAT!r}; got {fmt!r}.")
+        raise SpecError(f"format: expected {FORMAT!r}; got {fmt!r}.")
     variables = data.get("variables")
     if not isinstance(variables, list) or not variables:
-        raise SpecError(f"{source}.variables: expected a non-empty list of variable tables.")
+        raise SpecError(f"variables: expected a non-empty list of variable tables, got {variables!r}")
     kwargs: dict[str, Any] = {
-        "variables": tuple(_build(_table(v, f"{source}.variables[{i}]"), f"{source}.variables[{i}]", "variable")
+        "variables": tuple(_build(_table(v, f"variables[{i}]"), f"variables[{i}]", "variable")
                            for i, v in enumerate(variables))
     }
     for key in ("ordering", "partition"):
         if key in data:
-            kwargs[key] = _build(_table(data[key], f"{source}.{key}"), f"{source}.{key}", key)
+            kwargs[key] = _build(_table(data[key], key), key, key)
     conds = data.get("conditionals", {})
     if not isinstance(conds, dict):
-        raise SpecError(f"{source}.conditionals: expected a table of variable name -> conditional.")
+        raise SpecError(f"conditionals: expected a table of variable name -> conditional, got {conds!r}")
     kwargs["conditionals"] = tuple(
-        (name, _build(_table(c, f"{source}.conditionals.{name}"), f"{source}.conditionals.{name}", "conditional"))
+        (name, _build(_table(c, _key("conditionals", name)), _key("conditionals", name), "conditional"))
         for name, c in conds.items()
     )
     if "context_size" in data:
         kwargs["context_size"] = data["context_size"]
     try:
         return Spec(**kwargs)
-    except SpecError as e:
-        raise SpecError(f"{source}: {e}") from None
+    except FieldError as e:
+        raise SpecError(e.detail) from None
 
 
 def _table(value: Any, where: str) -> dict:
@@ -164,29 +241,97 @@ def _table(value: Any, where: str) -> dict:
     return value
 
 
+def _format_of(path: Path) -> str:
+    fmt = SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise SpecError(f"{path}: unknown spec file suffix {path.suffix!r}; expected one of {sorted(SUFFIXES)}.")
+    return fmt
+
+
 def save_spec(spec: Spec, path: str | os.PathLike) -> None:
-    """Write ``spec`` atomically as JSON (``.json``) or TOML (``.toml``)."""
+    """Write ``spec`` atomically as TOML (``.toml``), JSON (``.json``) or YAML (``.yaml``, ``.yml``)."""
     path = Path(path)
+    fmt = _format_of(path)
     data = spec_to_dict(spec)
-    if path.suffix == ".toml":
+    if fmt == "TOML":
         import tomli_w
 
-        atomic_write_bytes(path, tomli_w.dumps(data).encode())
+        text = tomli_w.dumps(data)
+    elif fmt == "YAML":
+        import yaml
+
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     else:
-        atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
+        text = json.dumps(data, indent=2) + "\n"
+    atomic_write_bytes(path, text.encode())
+
+
+def _plain(value: Any, source: str) -> None:
+    """Refuse what no spec field takes: non-string keys, dates and times, binary, sets, and
+    nesting deeper than ``MAX_DEPTH`` (naming the key path). Iterative: no recursion limit."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        v, where, depth = stack.pop()
+        at = where or "top level"
+        if depth > MAX_DEPTH:
+            raise SpecError(f"{source}: {at}: nested deeper than {MAX_DEPTH} levels.")
+        if isinstance(v, dict):
+            for k, item in v.items():
+                if not isinstance(k, str):
+                    raise SpecError(f"{source}: {_key(where, k)}: expected a string key, got {type(k).__name__} {k!r} "
+                                    "(quote it)")
+                stack.append((item, _key(where, k), depth + 1))
+        elif isinstance(v, list):
+            stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(v))
+        elif isinstance(v, (datetime.date, datetime.time)):
+            raise SpecError(f"{source}: {at}: expected a string, number, boolean, list or table, got a "
+                            f"date/time {v.isoformat()} (quote it to make it a string)")
+        elif v is not None and not isinstance(v, (str, int, float, bool)):
+            raise SpecError(f"{source}: {at}: expected a string, number, boolean, list or table, got "
+                            f"{type(v).__name__} {repr(v)[:80]}")
+
+
+def _parse_yaml(text: str, path: Path) -> Any:
+    """``yaml.safe_load`` after a token scan that refuses aliases: an alias can make a small
+    file expand exponentially when walked, and no spec needs one."""
+    import yaml
+
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if isinstance(token, yaml.AliasToken):
+                m = token.start_mark
+                raise SpecError(f"{path}: line {m.line + 1}, column {m.column + 1}: YAML aliases (*{token.value}) are "
+                                "not allowed in spec files; write the value out.")
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise SpecError(f"{path}: malformed YAML{where}: {str(problem)[:300]}") from None
 
 
 def load_spec(path: str | os.PathLike) -> Spec:
-    """Read a spec file (``.toml`` or ``.json``); errors name the file and the key path."""
+    """Read a spec file (``.toml``, ``.json``, ``.yaml``/``.yml``); errors name the file and the key path."""
     path = Path(path)
+    fmt = _format_of(path)
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise SpecError(f"{path}: cannot read spec file: {e.strerror}.") from None
     try:
-        data = tomllib.loads(raw.decode()) if path.suffix == ".toml" else json.loads(raw)
+        if fmt == "TOML":
+            data = tomllib.loads(raw.decode())
+        elif fmt == "YAML":
+            data = _parse_yaml(raw.decode(), path)
+        else:
+            data = json.loads(raw)
+    except SpecError:
+        raise
     except (tomllib.TOMLDecodeError, ValueError, UnicodeDecodeError, RecursionError) as e:  # ValueError: JSON, long ints
-        raise SpecError(f"{path}: malformed {'TOML' if path.suffix == '.toml' else 'JSON'}: {str(e)[:300]}") from None
+        raise SpecError(f"{path}: malformed {fmt}: {str(e)[:300] or type(e).__name__}") from None
+    if data is None:
+        raise SpecError(f"{path}: the file holds no spec (an empty document).")
+    _plain(data, str(path))
     try:
         return spec_from_dict(data, source=str(path))
     except RecursionError:

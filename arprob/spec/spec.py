@@ -11,6 +11,7 @@ import functools
 from collections.abc import Mapping
 
 from ..errors import SpecError
+from . import fields
 from .conditional import ConditionalSpec, default_conditional
 from .layout import ElementLayout, Steps, compute_steps, element_layout
 from .orderings import Ordering, Raster
@@ -64,8 +65,7 @@ class Spec:
             raise SpecError(f"ordering must be an arprob Ordering; got {self.ordering!r}.")
         if not isinstance(self.partition, Partition):
             raise SpecError(f"partition must be an arprob Partition; got {self.partition!r}.")
-        if not isinstance(self.context_size, int) or self.context_size < 0:
-            raise SpecError(f"context_size must be an integer >= 0; got {self.context_size!r}.")
+        object.__setattr__(self, "context_size", fields.non_negative_int("Spec", "context_size", self.context_size))
         given = dict(self.conditionals.items() if isinstance(self.conditionals, Mapping) else self.conditionals)
         for name, cond in given.items():
             if name not in names:

@@ -11,23 +11,13 @@ import dataclasses
 import math
 from typing import ClassVar
 
-from ..errors import SpecError
+from . import fields
 from .registry import Registered, kinds
 
 
-def _check_name(name: object) -> None:
-    if not isinstance(name, str) or not name.isidentifier():
-        raise SpecError(f"Expected a variable name that is a Python identifier; got {name!r}.")
-
-
-def _check_shape(name: str, shape: object) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(s) for s in shape)  # type: ignore[union-attr]
-    except (TypeError, ValueError, OverflowError):  # not a sequence; 'a', inf or nan inside
-        raise SpecError(f"Variable {name!r}: expected a shape tuple; got {shape!r}.") from None
-    if any(s <= 0 for s in shape):
-        raise SpecError(f"Variable {name!r}: every dimension must be positive; got {shape}.")
-    return shape
+def _owner(var: "Variable") -> str:
+    name = var.name if isinstance(var.name, str) else None
+    return type(var).__name__ + ("" if name is None else f" {name!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +35,8 @@ class Variable(Registered):
     kind: ClassVar[str] = "variable"
 
     def __post_init__(self) -> None:
-        _check_name(self.name)
-        object.__setattr__(self, "shape", _check_shape(self.name, self.shape))
+        fields.identifier(type(self).__name__, "name", self.name)
+        object.__setattr__(self, "shape", fields.int_tuple(_owner(self), "shape", self.shape, 1))
 
     @property
     def size(self) -> int:
@@ -87,19 +77,20 @@ class Categorical(Variable):
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "num_categories", num_categories)
-        object.__setattr__(self, "states", None if states is None else tuple(states))
+        object.__setattr__(self, "states", states)
         self.__post_init__()
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.num_categories, int) or self.num_categories < 2:
-            raise SpecError(
-                f"Variable {self.name!r}: expected num_categories >= 2; got {self.num_categories!r}."
-            )
-        s = self.states
-        if s is not None and (len(s) != self.num_categories or len(set(s)) != len(s)
-                              or not all(isinstance(t, str) and t for t in s)):
-            raise SpecError(f"Variable {self.name!r}: expected {self.num_categories} distinct state names; got {s!r}.")
+        owner = _owner(self)
+        k = fields.integer(owner, "num_categories", self.num_categories, 2)
+        object.__setattr__(self, "num_categories", k)
+        if self.states is not None:
+            expected = f"{k} distinct non-empty state names"
+            s = fields.str_tuple(owner, "states", self.states, expected)
+            if len(s) != k or len(set(s)) != len(s) or not all(s):
+                raise fields.FieldError(owner, "states", expected, list(s))
+            object.__setattr__(self, "states", s)
 
     @property
     def num_values(self) -> int:
@@ -121,8 +112,7 @@ class Ordinal(Variable):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.levels, int) or not 2 <= self.levels <= 65536:
-            raise SpecError(f"Variable {self.name!r}: expected 2 <= levels <= 65536; got {self.levels!r}.")
+        object.__setattr__(self, "levels", fields.integer(_owner(self), "levels", self.levels, 2, 65536))
 
     @property
     def num_values(self) -> int:
