@@ -40,7 +40,7 @@ import optax
 from .checkpoint import load_checkpoint, lock_checkpoint, save_checkpoint
 from .data import ArraySource, as_source, split_source
 from .errors import DataError
-from .evaluate import _evaluate
+from .evaluate import _evaluate, fitting_batch_size
 from .model import Model, flat_log_prob, flat_train_log_prob
 from .sharding import Devices, Mesh, check_batch_size, is_main_process, make_mesh, num_devices, replicate, shard_batch
 
@@ -638,6 +638,8 @@ def fit(
             save_checkpoint(checkpoint, model=model, step=0, history=history.to_json())
         return FitResult(objective.finish(model), history)
 
+    if isinstance(source, ArraySource):  # lowered, with a MemoryBudgetWarning, to fit the memory budget
+        opts.batch_size = fitting_batch_size(model, opts.batch_size, k, what="fit")
     steps_per_epoch, total_steps = opts.fit_batches(source, mesh, k)
     batch_size = opts.batch_size
     if opts.eval_every is None and val_source is not None:

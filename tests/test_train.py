@@ -225,3 +225,25 @@ def test_training_curve_png_is_written_atomically(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]  # no temporary files left
     ar.plot_history(ar.History(), tmp_path / "empty.png")  # an empty history still draws
     assert (tmp_path / "empty.png").stat().st_size > 0
+
+
+def test_fit_lowers_the_batch_to_fit_the_memory_budget():
+    """Under a budget that holds 20 training examples, ``fit(batch_size=64)`` warns and trains on 20."""
+    import warnings
+
+    from arprob import budget
+
+    spec = ar.Spec(variables=(ar.Binary("x", shape=(30,)),), conditionals={"x": ar.Logistic()})
+    model = ar.compile(spec)
+    data = np.random.default_rng(0).integers(0, 2, (100, 30))
+    est = budget.estimate(spec)
+    ar.set_memory_budget(est.peak_bytes(20, "fit"))
+    try:
+        with pytest.warns(budget.MemoryBudgetWarning, match="batch_size=20"):
+            result = ar.fit(model, data, num_updates=2, batch_size=64, progress=False)
+        assert len(result.history["loss"]) == 2
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", budget.MemoryBudgetWarning)
+            ar.fit(model, data, num_updates=1, batch_size=20, progress=False)
+    finally:
+        ar.set_memory_budget(None)
