@@ -25,6 +25,7 @@ Markdown:
     python examples/ood_digits.py                    # both variants, full tables
     python examples/ood_digits.py --variants levels  # 17 levels only
     python examples/ood_digits.py --variants levels --conditioner made   # MADE (64 hidden) instead of Logistic
+    python examples/ood_digits.py --variants levels --conditioner made --hidden 500 --dropout 0.3
     python examples/ood_digits.py --quick            # smoke run in seconds (meaningless numbers)
     python examples/ood_digits.py --report runs/ood  # also write PNG histograms, ROC curves, surprisal maps
 """
@@ -59,13 +60,13 @@ def load(binarize: bool):
     return {k: (x[idx], raw.target[idx]) for k, idx in parts.items()}
 
 
-def build_spec(levels: int, conditioner: str = "logistic", hidden: int = 64) -> ar.Spec:
+def build_spec(levels: int, conditioner: str = "logistic", hidden: int = 64, dropout: float = 0.0) -> ar.Spec:
     """17 levels: ``Ordinal`` + mixture head; binarized: ``Binary`` + Bernoulli; Logistic or MADE conditioner."""
     if levels == 2:
         variable, head = ar.Binary("digit", shape=(8, 8)), None
     else:
         variable, head = ar.Ordinal("digit", levels=levels, shape=(8, 8)), ar.DiscretizedLogisticMixture(5)
-    cond = ar.Logistic(head=head) if conditioner == "logistic" else ar.MADE(hidden=(hidden,), head=head)
+    cond = ar.Logistic(head=head) if conditioner == "logistic" else ar.MADE(hidden=(hidden,), head=head, dropout=dropout)
     return ar.Spec(variables=(variable,), conditionals={"digit": cond})
 
 
@@ -118,7 +119,7 @@ def run_variant(levels: int, args) -> dict:
     timings = {}
     t0 = time.perf_counter()
     kwargs = fit_kwargs(args)
-    spec = build_spec(levels, args.conditioner, args.hidden)
+    spec = build_spec(levels, args.conditioner, args.hidden, args.dropout)
     model = ar.fit(ar.compile(spec, jax.random.key(args.seed)), {"digit": x_fit}, **kwargs).model
     background = ar.ood.fit_background(model, {"digit": x_fit}, mu=args.mu, key=jax.random.key(args.seed + 1), **kwargs)
     timings["fit density + background (s)"] = time.perf_counter() - t0
@@ -258,6 +259,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--variants", nargs="+", choices=["levels", "binary"], default=["levels", "binary"])
     parser.add_argument("--conditioner", choices=["logistic", "made"], default="logistic")
     parser.add_argument("--hidden", type=int, default=64, help="MADE hidden width")
+    parser.add_argument("--dropout", type=float, default=0.0, help="MADE dropout while training")
     parser.add_argument("--steps", type=int, default=None, help="Adam steps of the density models (cap)")
     parser.add_argument("--mu", type=float, default=0.3, help="perturbation rate of the background model's data")
     parser.add_argument("--purify-threshold", type=float, default=None,
