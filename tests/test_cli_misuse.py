@@ -134,14 +134,14 @@ MISUSE = [
     ("fit {d}/unknown_top_key.toml {d}/data.npz --out {d}/m15.ckpt", "unknown_top_key.toml: unknown key 'varibles'"),
     ("fit {d}/unknown_kind.toml {d}/data.npz --out {d}/m16.ckpt", "unknown kind 'logistik'"),
     # wrong types in a spec
-    ("fit {d}/seed.toml {d}/data.npz --out {d}/m17.ckpt", "ordering: RandomOrder: expected seed to be an integer >= 0; got 1.5"),
-    ("fit {d}/hidden.toml {d}/data.npz --out {d}/m18.ckpt", "MADE hidden[0] must be a positive integer width; got -3"),
-    ("fit {d}/shape.toml {d}/data.npz --out {d}/m19.ckpt", "variables[0]: Variable 'img': expected a shape tuple; got 'x'"),
-    ("fit {d}/head.toml {d}/data.npz --out {d}/m20.ckpt", "'img': expected head to be a head"),
+    ("fit {d}/seed.toml {d}/data.npz --out {d}/m17.ckpt", "seed.toml: ordering.seed: expected an integer >= 0, got 1.5"),
+    ("fit {d}/hidden.toml {d}/data.npz --out {d}/m18.ckpt", "hidden.toml: conditionals.img.hidden: expected a positive integer, got -3"),
+    ("fit {d}/shape.toml {d}/data.npz --out {d}/m19.ckpt", "shape.toml: variables[0].shape: expected a list of positive integers, got 'x'"),
+    ("fit {d}/head.toml {d}/data.npz --out {d}/m20.ckpt", "head.toml: conditionals.img.head: expected a head (a table with a 'kind'), got 1.5"),
     # zero counts in a spec
-    ("fit {d}/zero_shape.toml {d}/data.npz --out {d}/m21.ckpt", "every dimension must be positive; got (0, 4)"),
-    ("fit {d}/zero_categories.toml {d}/data.npz --out {d}/m22.ckpt", "expected num_categories >= 2; got 0"),
-    ("fit {d}/zero_block.toml {d}/data.npz --out {d}/m23.ckpt", "needs an integer size >= 1; got 0"),
+    ("fit {d}/zero_shape.toml {d}/data.npz --out {d}/m21.ckpt", "zero_shape.toml: variables[0].shape[0]: expected a positive integer, got 0"),
+    ("fit {d}/zero_categories.toml {d}/data.npz --out {d}/m22.ckpt", "zero_categories.toml: variables[0].num_categories: expected an integer >= 2, got 0"),
+    ("fit {d}/zero_block.toml {d}/data.npz --out {d}/m23.ckpt", "zero_block.toml: partition.size: expected a positive integer, got 0"),
     # data that does not match the spec
     ("fit {d}/spec.toml {d}/wrong_shape.npz --out {d}/m24.ckpt", "expected shape (batch, 4, 4)"),
     ("fit {d}/spec.toml {d}/out_of_range.npz --out {d}/m25.ckpt", "has value 2.0"),

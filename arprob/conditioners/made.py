@@ -108,8 +108,8 @@ class MADE(ConditionalSpec):
 
     def __post_init__(self) -> None:
         hidden = self.hidden
-        if isinstance(hidden, int) and not isinstance(hidden, bool) and hidden >= 1:
-            hidden = (hidden,)
+        if isinstance(hidden, int) and not isinstance(hidden, bool):  # one hidden layer
+            hidden = (fields.positive_int("MADE", "hidden", hidden),)
         hidden = fields.int_tuple("MADE", "hidden", hidden, 1)
         object.__setattr__(self, "hidden", hidden)
         fields.boolean("MADE", "direct", self.direct)
