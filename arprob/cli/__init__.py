@@ -70,6 +70,7 @@ def _command(sub, name: str, run: str, help: str) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
+    from ..train import DEFAULT_LEARNING_RATE
 
     parser = _Parser(prog="arprob", description=__doc__.split("\n\n")[0],
                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -81,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "digits", "digits:run", "fit baseline, table and FVSBN models to binarized digits, then detect")
     p.add_argument("--steps", type=_positive_int, default=3000, help="gradient updates of the FVSBN")
     p.add_argument("--batch-size", type=_positive_int, default=128)
-    p.add_argument("--learning-rate", type=_positive_float, default=1e-2)
+    p.add_argument("--learning-rate", type=_positive_float, default=DEFAULT_LEARNING_RATE,
+                   help="Adam step size (default: %(default)s, arprob.fit's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--detection-steps", type=_non_negative_int, default=1500,
                    help="gradient updates of the 17-level model of the detection section (0 skips it)")
@@ -93,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive_int, default=1000, help="gradient updates (ignored with --epochs)")
     p.add_argument("--epochs", type=_positive_int, default=None, help="passes over the data instead of --steps")
     p.add_argument("--batch-size", type=_positive_int, default=128)
-    p.add_argument("--learning-rate", type=_positive_float, default=None, help="Adam step size (default: fit's, 1e-2)")
+    p.add_argument("--learning-rate", type=_positive_float, default=DEFAULT_LEARNING_RATE,
+                   help="Adam step size (default: %(default)s, arprob.fit's)")
+    p.add_argument("--weight-decay", type=_non_negative_float, default=None,
+                   help="decoupled weight decay (AdamW) on weight matrices; dropout is declared in the spec")
     p.add_argument("--validation", type=_fraction, default=None, help="fraction held out for validation")
     p.add_argument("--patience", type=_positive_int, default=None, help="early stopping (needs --validation)")
     p.add_argument("--checkpoint-every", type=_positive_int, default=500)

@@ -66,7 +66,8 @@ def fit(args: argparse.Namespace) -> int:
     with _StopOnSignal() as stop:
         result = ar.fit(
             model, args.data, num_updates=None if args.epochs else args.steps, epochs=args.epochs,
-            batch_size=args.batch_size, seed=args.seed, learning_rate=args.learning_rate, validation=args.validation,
+            batch_size=args.batch_size, seed=args.seed, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+            validation=args.validation,
             patience=args.patience, checkpoint=out, checkpoint_every=args.checkpoint_every,
             resume=out if args.resume and out.exists() else None, callbacks=[stop],
         )
