@@ -381,7 +381,11 @@ class DiscretizedLogisticMixture(Head):
 # ----------------------------------------------------------------------- continuous mixtures
 @dataclasses.dataclass(frozen=True)
 class _RealMixture(Head):
-    """Shared parts of the continuous mixtures: parameters ``[K logits, K means, K log-scales]``."""
+    """Shared parts of the continuous mixtures: parameters ``[K logits, K means, K log-scales]``.
+
+    Attributes:
+        num_components: ``K``.
+    """
 
     num_components: int = 5
     supports: ClassVar[tuple[str, ...]] = ("real",)

@@ -54,7 +54,12 @@ class Bernoulli(Head):
 
 @dataclasses.dataclass(frozen=True)
 class CategoricalHead(Head):
-    """``p(x=j) = softmax(logits)_j`` over ``num_classes`` values (spec kind ``categorical``)."""
+    """``p(x=j) = softmax(logits)_j`` over ``num_classes`` values (spec kind ``categorical``).
+
+    Attributes:
+        num_classes: the number of values; filled from the variable by ``bind`` (give it
+            only to check it).
+    """
 
     num_classes: int | None = None
     kind: ClassVar[str] = "categorical"

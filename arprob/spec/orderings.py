@@ -111,7 +111,11 @@ class EvenOdd(Ordering):
 
 @dataclasses.dataclass(frozen=True)
 class Reverse(Ordering):
-    """The reverse of another ordering (raster by default)."""
+    """The reverse of another ordering (raster by default).
+
+    Attributes:
+        of: the ordering that is reversed.
+    """
 
     of: Ordering = dataclasses.field(default_factory=Raster)
     kind: ClassVar[str] = "reverse"
@@ -125,7 +129,11 @@ class Reverse(Ordering):
 
 @dataclasses.dataclass(frozen=True)
 class RandomOrder(Ordering):
-    """A uniformly random permutation drawn from ``numpy.random.default_rng(seed)``."""
+    """A uniformly random permutation drawn from ``numpy.random.default_rng(seed)``.
+
+    Attributes:
+        seed: integer ``>= 0``; the same seed gives the same permutation.
+    """
 
     seed: int = 0
     kind: ClassVar[str] = "random"
@@ -140,7 +148,12 @@ class RandomOrder(Ordering):
 
 @dataclasses.dataclass(frozen=True)
 class Explicit(Ordering):
-    """A user-given permutation of element indices (flat layout)."""
+    """A user-given permutation of element indices (flat layout).
+
+    Attributes:
+        order: ``order[t]`` is the element visited at position ``t``; each of the ``D``
+            elements exactly once.
+    """
 
     order: tuple[int, ...] = ()
     kind: ClassVar[str] = "explicit"
@@ -154,7 +167,12 @@ class Explicit(Ordering):
 
 @dataclasses.dataclass(frozen=True)
 class ByVariable(Ordering):
-    """Variables in the named order; each variable's elements in ``within`` order."""
+    """Variables in the named order; each variable's elements in ``within`` order.
+
+    Attributes:
+        names: every variable's name, once, in the order to visit them.
+        within: the ordering of each variable's own elements.
+    """
 
     names: tuple[str, ...] = ()
     within: Ordering = dataclasses.field(default_factory=Raster)

@@ -51,7 +51,11 @@ class Singletons(Partition):
 
 @dataclasses.dataclass(frozen=True)
 class FixedSize(Partition):
-    """Consecutive blocks of ``size`` elements (the last may be shorter)."""
+    """Consecutive blocks of ``size`` elements (the last may be shorter).
+
+    Attributes:
+        size: elements per block (a positive integer).
+    """
 
     size: int = 1
     kind: ClassVar[str] = "fixed_size"
@@ -127,7 +131,12 @@ class PerVariable(_Grouped):
 
 @dataclasses.dataclass(frozen=True)
 class ExplicitBlocks(Partition):
-    """User-given blocks of element indices; each must be consecutive in the ordering."""
+    """User-given blocks of element indices; each must be consecutive in the ordering.
+
+    Attributes:
+        groups: one list of element indices (flat layout) per block; every element in
+            exactly one block.
+    """
 
     groups: tuple[tuple[int, ...], ...] = ()
     kind: ClassVar[str] = "explicit_blocks"

@@ -67,7 +67,12 @@ class Binary(Variable):
 @dataclasses.dataclass(frozen=True)
 class Categorical(Variable):
     """Unordered elements in {0, ..., num_categories - 1}; optional ``states`` name the values
-    (as a Bayesian-network file does)."""
+    (as a Bayesian-network file does).
+
+    Attributes:
+        num_categories: ``k >= 2``, the number of values.
+        states: ``k`` distinct names of the values, in order (``None``: unnamed).
+    """
 
     num_categories: int = 2
     states: tuple[str, ...] | None = None
@@ -99,7 +104,11 @@ class Categorical(Variable):
 
 @dataclasses.dataclass(frozen=True)
 class Ordinal(Variable):
-    """Ordered integer levels {0, ..., levels - 1}, e.g. 8-bit pixels (``levels=256``)."""
+    """Ordered integer levels {0, ..., levels - 1}, e.g. 8-bit pixels (``levels=256``).
+
+    Attributes:
+        levels: ``L``, the number of levels (``2..65536``).
+    """
 
     levels: int = 2
     kind: ClassVar[str] = "ordinal"
