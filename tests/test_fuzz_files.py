@@ -199,6 +199,7 @@ def files(tmp_path_factory):
                    conditionals={"img": ar.MADE(hidden=(8,)), "c": ar.Table(parents=["img"])})
     ar.save_spec(spec, root / "s.json")
     ar.save_spec(spec, root / "s.toml")
+    ar.save_spec(spec, root / "s.yaml")
     yield root
     ar.set_memory_budget(None)
 
@@ -224,6 +225,7 @@ def test_valid_files_load(files):
     assert outcome(load_model, files / "m.ckpt") == "ok"
     assert outcome(ar.ood.Detector.load, files / "det.arprob") == "ok"
     assert outcome(ar.load_spec, files / "s.json") == outcome(ar.load_spec, files / "s.toml") == "ok"
+    assert outcome(ar.load_spec, files / "s.yaml") == "ok"
     assert outcome(ar.read_bif, DATA_DIR / "asia.bif") == "ok"
 
 
@@ -279,6 +281,30 @@ def test_damaged_spec_files_are_refused(files, data, capsys):
     tokens = [t for t in tokens if t in text] or ["3"]
     raw = data.draw(text_mutations(text, tokens))
     path = write(files / f"case{suffix}", raw)
+    if outcome(ar.load_spec, path) != "ok":
+        cli_refuses("fit", str(path), str(files / "data.npz"), "--out", str(files / "never.ckpt"), capsys=capsys)
+        assert not (files / "never.ckpt").exists()
+
+
+YAML_HOSTILE = ["&a [1, 2]", "*a", "2024-01-01", "12:30:00", "!!python/object/apply:os.system ['true']",
+                "!!binary aGVsbG8=", "{1: 2}", "!!set {a, b}", "? [1]\n: 2", "~", "yes", "[" * 5000, "- - - 1",
+                "<<: *a", "!!float 1e999", "0x10", "'" + "a" * 10000 + "'"]
+
+
+@settings(SETTINGS, max_examples=25)
+@given(data=st.data())
+def test_damaged_yaml_spec_files_are_refused(files, data, capsys):
+    """YAML's own hazards (aliases, merge keys, tags, dates, non-string keys, deep nesting)
+    at the fields of a valid file: each loads or is one SpecError line, never code run."""
+    text = (files / "s.yaml").read_text()
+    tokens = [t for t in ["- 3", "- 8", "snake", "made", "table", "img", "true", "name:", "kind:"] if t in text]
+    how = data.draw(st.sampled_from(["hostile", "hostile", "mutation"]))
+    if how == "hostile":
+        old = data.draw(st.sampled_from(tokens))
+        raw = text.replace(old, data.draw(st.sampled_from(YAML_HOSTILE)), 1).encode()
+    else:
+        raw = data.draw(text_mutations(text, tokens))
+    path = write(files / "case.yaml", raw)
     if outcome(ar.load_spec, path) != "ok":
         cli_refuses("fit", str(path), str(files / "data.npz"), "--out", str(files / "never.ckpt"), capsys=capsys)
         assert not (files / "never.ckpt").exists()

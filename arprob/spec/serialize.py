@@ -328,6 +328,8 @@ def load_spec(path: str | os.PathLike) -> Spec:
     except SpecError:
         raise
     except (tomllib.TOMLDecodeError, ValueError, UnicodeDecodeError, RecursionError) as e:  # ValueError: JSON, long ints
+        if isinstance(e, RecursionError):
+            raise SpecError(f"{path}: malformed {fmt}: nested too deeply.") from None
         raise SpecError(f"{path}: malformed {fmt}: {str(e)[:300] or type(e).__name__}") from None
     if data is None:
         raise SpecError(f"{path}: the file holds no spec (an empty document).")
