@@ -13,10 +13,11 @@ interpreter does (``SystemExit(None)`` 0, an int as is, anything else printed an
 uncaught exception prints its traceback and is 1). What this cannot share with a fresh
 process is process state: imports, JAX caches, and a checkpoint lock held by a leaked
 frame (the driver collects garbage after each row, and the fit rows write distinct files).
-So that the two cannot drift, ``test_the_driver_is_what_the_shell_sees`` runs three rows
-(a usage error, an input error, and ``--debug``) as real processes of the console script
-(``python -m arprob`` where the script is not installed) and compares exit status and
-stderr with the driver's. Budget: the driver about 10 s, the real processes about 3 s each.
+So that the two cannot drift, ``test_the_driver_is_what_the_shell_sees`` runs three rows as
+real processes, concurrently with the driver (an input error and a ``--debug`` traceback
+through the console script, ``python -m arprob`` where it is not installed; ``--version``,
+argparse's own exit, through ``python -m arprob.cli``) and compares their exit status and
+output with the driver's. The pytest process itself never imports arprob.
 """
 
 from __future__ import annotations
