@@ -34,9 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
-from ..errors import SpecError
-
 from ..heads import Head
+from ..spec import fields
 from ..spec.conditional import ConditionalSpec as ConditionalSpec
 from ..spec.layout import ElementLayout, Steps
 from ..spec.layout import check_parent_names as check_parent_names
@@ -87,8 +86,7 @@ class ConditionerContext:
 
 def check_dropout(owner: str, rate: object) -> None:
     """A dropout rate must be a number in ``[0, 1)``."""
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
-        raise SpecError(f"{owner}: expected dropout to be a number in [0, 1); got {rate!r}.")
+    fields.number(owner, "dropout", rate, minimum=0.0, below=1.0, expected="a number in [0, 1)")
 
 
 def dropout(h: Array, rate: float, key: PRNGKeyArray | None) -> Array:
