@@ -2,6 +2,9 @@
 arprob prior in NUTS, and a NumPyro distribution (negative binomial) as an arprob head.
 
 Run: ``python examples/numpyro_interop.py [--quick]``
+
+Runtime on the shared, loaded 2-core development machine: 20 s wall with ``--quick``
+(``/usr/bin/time``; docs/examples.md).
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ largest excess is the one the anomaly changed.
     python examples/tabular_anomaly.py            # 20,000 records, 1,500 Adam steps
     python examples/tabular_anomaly.py --quick    # smoke run (4,000 records, 150 steps)
 
-Runtime on a loaded 2-core machine (``/usr/bin/time``, see docs/examples.md): about 30 s
-in full, about 14 s with ``--quick`` (most of it the JAX import and compilation).
+Runtime on the shared, loaded 2-core development machine (``/usr/bin/time``; docs/examples.md):
+16 s wall in full, 8 s with ``--quick`` (most of it the JAX import and compilation).
 """
 
 from __future__ import annotations
