@@ -29,7 +29,7 @@ RUNS: dict[str, list[str] | str] = {
     "digits_conv.py": ["--models", "fvsbn", "--steps", "20"],
     "digits_levels.py": "run with checks of its record files by tests/test_mixed_models.py::test_digits_levels_example_runs",
     "numpyro_interop.py": "run with checks of SVI, NUTS and the count head by tests/test_numpyro_interop.py",
-    "digits_neural.py": "fits five neural models even with --quick (over a minute here); each family is tested in "
+    "digits_neural.py": "fits five neural models even with --quick (40 s wall here, over the budget); each family is tested in "
     "its own test file (test_made.py, test_transformer.py)",
 }
 
