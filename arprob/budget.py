@@ -270,12 +270,12 @@ def _table(cond, var, spec, n, p):
     layout, steps = spec.layout, spec.steps
     elements = layout.elements_of(var.name)
     k = var.num_values
-    if n <= 4096 or cond.parents is None and cond.neighbours is None:  # exact (Table's validation did the same)
+    if n <= 4096 or cond.all_earlier:  # exact (Table's validation did the same; "all" stops at the limit)
         rows = sum(cond._rows_per_element(layout, steps, elements))
     else:  # an upper bound without a Python pass over the elements: every neighbour in range
         from .masks import parent_elements
 
-        cards = [int(c) for c in layout.num_values[parent_elements(layout, cond.parents or ())]]
+        cards = [int(c) for c in layout.num_values[parent_elements(layout, cond.parents)]]
         per = math.prod(cards) * k ** len(cond.neighbours or ())
         rows = min(n * per, 2**24 // k + 1)  # Table refuses more than 2^24 cells
     return _est(cond, var, spec, n, p, params=rows * k, buffers=4 * (n * d + 2 * n), build=4 * n * d + 8 * rows * k,

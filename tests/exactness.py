@@ -68,9 +68,9 @@ _MADE = ar.MADE(hidden=(6, 5), degrees="random")
 
 CASES: dict[str, Case] = {
     "table-chain-by-variable-blocks": Case(
-        (ar.Categorical("a", 3), ar.Binary("b", shape=(2,)), ar.Ordinal("c", levels=3)),
-        {"a": ar.Table(), "b": ar.Table(parents=("a",)), "c": ar.Table()},
-        ordering=ar.ByVariable(("a", "b", "c"), within=ar.Reverse()), partition=ar.PerVariable(),
+        (ar.Categorical("a", 3), ar.Binary("b", shape=(2,)), ar.Ordinal("c", levels=3), ar.Binary("d", shape=(2,))),
+        {"a": ar.Table(), "b": ar.Table(parents=("a",)), "c": ar.Table(parents="all"), "d": ar.Table()},
+        ordering=ar.ByVariable(("a", "b", "c", "d"), within=ar.Reverse()), partition=ar.PerVariable(),
     ),
     "logistic-mixed-snake-pairs-context": Case(
         (ar.Binary("b", shape=(2, 2)), ar.Categorical("c", 3), ar.Real("r", shape=(2,))), {},
@@ -187,14 +187,16 @@ def discrete_specs(draw, max_configs: int = 256, allow_real: bool = False, neura
         partition = ar.Singletons()
     conditionals = {}
     for i, v in enumerate(variables):
-        choices = ["logistic"] + (["table"] if v.is_discrete else []) + (sorted(SMALL_NEURAL) if neural else [])
+        tables = ["table", "table-all"] if v.is_discrete else []  # no parents; every earlier element
+        choices = ["logistic"] + tables + (sorted(SMALL_NEURAL) if neural else [])
         if neural and i == 0:  # at least one neural family per drawn spec
             choices = sorted(SMALL_NEURAL)
         choice = draw(st.sampled_from(choices))
         conditionals[v.name] = (
-            ar.Table() if choice == "table" else ar.Logistic() if choice == "logistic" else SMALL_NEURAL[choice]()
+            ar.Table() if choice == "table" else ar.Table(parents="all") if choice == "table-all"
+            else ar.Logistic() if choice == "logistic" else SMALL_NEURAL[choice]()
         )
     try:
         return ar.Spec(variables=tuple(variables), ordering=ordering, partition=partition, conditionals=conditionals)
-    except ar.SpecError:  # e.g. a table over every earlier element when one is real
+    except ar.SpecError:  # e.g. a table over every earlier element (parents="all") when one is real
         assume(False)

@@ -122,8 +122,8 @@ def test_normalisation_check_catches_unnormalised_head():
 
 @pytest.mark.parametrize("ordering", ORDERINGS, ids=lambda o: repr(o))
 def test_counted_tables_give_same_likelihood_under_every_ordering(ordering):
-    """Chain rule: a fully connected table model fitted by counting (prior 0) reproduces the
-    empirical joint, whatever the ordering."""
+    """Chain rule: a fully connected table model (``parents="all"``) fitted by counting
+    (prior 0) reproduces the empirical joint, whatever the ordering."""
     variables = (ar.Categorical("a", 3), ar.Binary("b", shape=(2,)), ar.Ordinal("c", levels=3))
     rng = np.random.default_rng(0)
     data = {
@@ -132,10 +132,31 @@ def test_counted_tables_give_same_likelihood_under_every_ordering(ordering):
         "c": rng.integers(0, 3, 200),
     }
     data["c"] = (data["a"] + data["b"][:, 0]) % 3  # dependence across variables
-    spec = ar.Spec(variables=variables, ordering=ordering, conditionals={v.name: ar.Table(prior=0.0) for v in variables})
+    spec = ar.Spec(variables=variables, ordering=ordering, conditionals={v.name: ar.Table(parents="all", prior=0.0) for v in variables})
     model = ar.fit(ar.compile(spec), data, num_steps=0).model
     ll = float(model.log_prob(data).sum())
     flat = model.to_flat(data)
     _, counts = np.unique(flat, axis=0, return_counts=True)
     empirical = float((counts * np.log(counts / counts.sum())).sum())
     np.testing.assert_allclose(ll, empirical, rtol=1e-5)
+
+
+def _counted_ll(*columns) -> float:
+    """``sum n log(n / N)`` over the joint configurations of ``columns`` (empirical log-likelihood)."""
+    _, counts = np.unique(np.stack(columns, axis=1), axis=0, return_counts=True)
+    return float((counts * np.log(counts / counts.sum())).sum())
+
+
+def test_counted_tables_without_parents_are_marginals_and_listed_parents_conditionals():
+    """``Table()`` has no parents: counting gives each element its empirical marginal, even
+    for an element declared after others; ``parents=["a"]`` gives the empirical ``p(c | a)``."""
+    rng = np.random.default_rng(1)
+    data = {"a": rng.integers(0, 3, 300), "b": rng.integers(0, 2, (300, 2))}
+    data["c"] = (data["a"] + data["b"][:, 0]) % 3
+    spec = ar.Spec(variables=(ar.Categorical("a", 3), ar.Binary("b", shape=(2,)), ar.Ordinal("c", levels=3)),
+                   conditionals={"a": ar.Table(prior=0.0), "b": ar.Table(prior=0.0),
+                                 "c": ar.Table(parents=["a"], prior=0.0)})
+    model = ar.fit(ar.compile(spec), data, num_steps=0).model
+    a, b, c = data["a"], data["b"], data["c"]
+    expected = _counted_ll(a) + _counted_ll(b[:, 0]) + _counted_ll(b[:, 1]) + _counted_ll(a, c) - _counted_ll(a)
+    np.testing.assert_allclose(float(model.log_prob(data).sum()), expected, rtol=1e-5)

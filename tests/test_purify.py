@@ -10,7 +10,7 @@ import arprob as ar
 from arprob.data import load_digits
 
 CASES = {
-    "table": (ar.Categorical("c", 3, shape=(5,)), ar.Table(), ar.Singletons()),
+    "table": (ar.Categorical("c", 3, shape=(5,)), ar.Table(parents="all"), ar.Singletons()),
     "logistic-dlm": (ar.Ordinal("img", levels=6, shape=(3, 3)), ar.Logistic(head=ar.DiscretizedLogisticMixture(2)),
                      ar.FixedSize(2)),
     "made": (ar.Binary("img", shape=(3, 3)), ar.MADE(hidden=(16,)), ar.Singletons()),

@@ -103,7 +103,7 @@ def test_spec_errors_name_the_culprit():
     with pytest.raises(ar.SpecError, match="identifier"):
         ar.Binary("not a name")
     with pytest.raises(ar.SpecError, match="would need"):
-        ar.Spec(variables=(ar.Binary("img", shape=(8, 8)),), conditionals={"img": ar.Table()})
+        ar.Spec(variables=(ar.Binary("img", shape=(8, 8)),), conditionals={"img": ar.Table(parents="all")})
 
 
 def test_cpt_checks():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -27,6 +27,8 @@ from ..spec.variables import Variable
 from .base import Conditioner, ConditionalSpec, ConditionerContext
 
 MAX_TABLE_CELLS = 2**24
+#: ``Table(parents=ALL_EARLIER)``: condition on every earlier element (the full chain rule)
+ALL_EARLIER = "all"
 
 
 def _as_nested_tuple(a: np.ndarray):
@@ -38,8 +40,11 @@ class Table(ConditionalSpec):
     """A conditional probability table for a discrete variable.
 
     Attributes:
-        parents: parent variable names (discrete, all earlier in the ordering). ``None``
-            means *every earlier element* (the full chain rule; feasible for tiny models).
+        parents: parent variable names (discrete, all earlier in the ordering). The default
+            ``()`` (or ``None``) means no parents, as in a Bayesian network's root. ``"all"``
+            means *every earlier element* (the full chain rule of an FVSBN-style table; its
+            rows grow as the product of the earlier cardinalities, so only tiny models fit).
+            A variable named ``"all"`` is named as a list: ``parents=["all"]``.
         prior: symmetric Dirichlet concentration used when fitting by counting
             (1 = Laplace smoothing, 0 = maximum likelihood).
         cpt: optional fixed table of shape ``(*parent_shapes, k)`` (parents in listed
@@ -47,26 +52,38 @@ class Table(ConditionalSpec):
             refitted by ``fit``.
         neighbours: spatial context inside the variable itself: ``(d_row, d_col)``
             offsets; element ``[r, c, ch]`` then also conditions on ``[r+dr, c+dc, ch]``
-            where that lies inside the array (a context table, as in JBIG). Neighbours
-            must come earlier in the ordering. With neighbours, ``parents=None`` means no
-            other parents (not every earlier element).
+            where that lies inside the array (a context table, as in JBIG), besides the
+            listed ``parents``. Neighbours must come earlier in the ordering.
+
+    A table over more than ``MAX_TABLE_CELLS`` cells (rows times values) is refused when
+    the spec is built; a smaller one over the memory budget is refused by ``compile``.
 
     !!! Example
         ``Table(neighbours=((0, -1), (-1, -1), (-1, 0), (-1, 1)))`` is the causal 4-pixel
-        context of raster order.
+        context of raster order; ``Table(parents="all")`` over a few binary variables is
+        the fully visible sigmoid belief net's exact table.
     """
 
-    parents: tuple[str, ...] | None = None
+    parents: tuple[str, ...] | Literal["all"] = ()
     prior: float = 1.0
     cpt: tuple | None = None
     neighbours: tuple[tuple[int, int], ...] | None = None
     kind: ClassVar[str] = "table"
 
     def __post_init__(self) -> None:
-        if self.parents is not None:
-            if isinstance(self.parents, str):
+        if self.parents is None:
+            object.__setattr__(self, "parents", ())
+        elif isinstance(self.parents, str):
+            if self.parents != ALL_EARLIER:
                 object.__setattr__(self, "parents", (self.parents,))
-            object.__setattr__(self, "parents", tuple(self.parents))
+        else:
+            try:
+                names = tuple(self.parents)
+            except TypeError:
+                raise SpecError(f'Table parents must be variable names or "all"; got {self.parents!r}.') from None
+            if not all(isinstance(n, str) for n in names):
+                raise SpecError(f'Table parents must be variable names or "all"; got {self.parents!r}.')
+            object.__setattr__(self, "parents", names)
         if not (isinstance(self.prior, (int, float)) and self.prior >= 0 and math.isfinite(self.prior)):
             raise SpecError(f"Table prior must be a finite number >= 0; got {self.prior!r}.")
         if self.cpt is not None:
@@ -79,6 +96,21 @@ class Table(ConditionalSpec):
             if (0, 0) in pairs or len(set(pairs)) != len(pairs):
                 raise SpecError(f"Table neighbours must be distinct and exclude (0, 0); got {list(pairs)}.")
             object.__setattr__(self, "neighbours", pairs)
+        if self.all_earlier and self.neighbours is not None:
+            raise SpecError('Table: parents="all" reads every earlier element already; neighbours= goes with '
+                            "listed parents (or none).")
+        if self.all_earlier and self.cpt is not None:
+            raise SpecError('Table: a fixed cpt needs listed parents, not parents="all".')
+
+    @property
+    def all_earlier(self) -> bool:
+        """Whether the table conditions on every earlier element (``parents="all"``)."""
+        return self.parents == ALL_EARLIER
+
+    @property
+    def parent_names(self) -> tuple[str, ...] | None:
+        """Listed parents, or None for every earlier element (``parents="all"``)."""
+        return None if self.all_earlier else self.parents
 
     def bind_head(self, variable: Variable) -> Head:
         if not variable.is_discrete:
@@ -87,7 +119,7 @@ class Table(ConditionalSpec):
 
     def validate(self, variable: Variable, layout: ElementLayout, steps: Steps, context_size: int) -> None:
         self.bind_head(variable)
-        if self.parents is not None:
+        if not self.all_earlier:
             for p in self.parents:
                 pv = layout.variables[layout.index_of(p)]
                 if not pv.is_discrete:
@@ -105,21 +137,24 @@ class Table(ConditionalSpec):
                             f"{layout.describe_element(int(e))} is at step {int(steps.step[p])}, not before step "
                             f"{int(steps.step[e])}; neighbours must come earlier in the ordering."
                         )
-        cells = sum(r for r in self._rows_per_element(layout, steps, elements)) * variable.num_values
+        rows = self._rows_per_element(layout, steps, elements)
+        cells = sum(rows) * variable.num_values
         if cells > MAX_TABLE_CELLS:
+            counted = "" if len(rows) == len(elements) else f" or more (counted {len(rows)} of {len(elements)} elements)"
             raise SpecError(
-                f"Table for {variable.name!r} would need {cells} cells (> {MAX_TABLE_CELLS}); declare fewer "
-                "parents or use Logistic or a neural conditioner."
+                f"Table for {variable.name!r} would need {cells} cells{counted}, over the limit of "
+                f"{MAX_TABLE_CELLS} cells (MAX_TABLE_CELLS); declare fewer parents or use Logistic or a neural "
+                "conditioner."
             )
         if self.cpt is not None:
             self._checked_cpt(variable, layout)
 
     def _parents_of(self, layout: ElementLayout, steps: Steps, e: int) -> np.ndarray:
+        if self.all_earlier:
+            return np.flatnonzero(may_read(steps.step[e : e + 1], steps.step)[0])
         if self.neighbours is not None:
-            return np.concatenate([parent_elements(layout, self.parents or ()), self._neighbours_of(layout, e)])
-        if self.parents is not None:
-            return parent_elements(layout, self.parents)
-        return np.flatnonzero(may_read(steps.step[e : e + 1], steps.step)[0])
+            return np.concatenate([parent_elements(layout, self.parents), self._neighbours_of(layout, e)])
+        return parent_elements(layout, self.parents)
 
     def _neighbours_of(self, layout: ElementLayout, e: int) -> np.ndarray:
         """Elements at the declared offsets from ``e`` inside its own variable (those in range)."""
@@ -144,7 +179,7 @@ class Table(ConditionalSpec):
                 raise SpecError(
                     f"Table for {layout.variables[layout.var_index[e]].name!r}: element "
                     f"{layout.describe_element(int(real))} is real and earlier; a table over every earlier "
-                    "element needs discrete elements only (declare discrete parents)."
+                    'element (parents="all") needs discrete elements only (list discrete parents instead).'
                 )
             rows.append(math.prod(int(k) for k in cards) if len(cards) <= 64 else 2**64)  # no huge bigint products
             if rows[-1] > MAX_TABLE_CELLS:  # over the limit already: the caller refuses; stop counting
@@ -153,8 +188,6 @@ class Table(ConditionalSpec):
 
     def _checked_cpt(self, variable: Variable, layout: ElementLayout) -> np.ndarray:
         cpt = np.asarray(self.cpt, dtype=np.float64)
-        if self.parents is None:
-            raise SpecError(f"Table for {variable.name!r}: a fixed cpt needs explicit parents (use parents=[]).")
         cards = tuple(int(k) for k in layout.num_values[parent_elements(layout, self.parents)])
         expected = (*cards, variable.num_values)
         if cpt.shape != expected:

@@ -67,9 +67,9 @@ def network_tables(spec_or_model: Spec | Model) -> list[tuple[Categorical, tuple
         if not isinstance(cond, Table) or cond.neighbours is not None:
             raise SpecError(f"Variable {name!r}: a Bayesian network needs a Table conditional without neighbours; "
                             f"it has {type(cond).__name__}.")
-        if cond.parents is not None:
+        if not cond.all_earlier:
             parents = tuple(cond.parents)
-        else:  # every earlier element, in flat order (the table's mixed radix)
+        else:  # parents="all": every earlier element, in flat order (the table's mixed radix)
             earlier = np.flatnonzero(steps.step < steps.step[layout.offsets[i]])
             parents = tuple(layout.variables[layout.var_index[j]].name for j in earlier)
         cards = tuple(int(spec.variable(p).num_values) for p in parents)
