@@ -135,3 +135,82 @@ def test_another_optimizer_is_refused(good):
     params = eqx.filter(model, trainable_filter(model))
     with pytest.raises(ar.CheckpointError, match="opt_state"):
         ar.load_checkpoint(good, MODEL, opt_state_like=optax.sgd(0.1, momentum=0.9).init(params))
+
+
+# ------------------------------------------------------------------ compact history
+def _million_step_history() -> ar.History:
+    """What a float32 fit logs over 1,000,000 steps: step counters, float32 losses and
+    gradient norms, the float32 values of a cosine learning-rate schedule."""
+    n = 1_000_000
+    rng = np.random.default_rng(0)
+    loss = (2.0 + 0.5 * np.exp(-np.arange(n) / 2e5) + rng.normal(0, 0.05, n)).astype(np.float32)
+    grad = np.abs(rng.normal(1.0, 0.3, n)).astype(np.float32)
+    lr = np.asarray(optax.cosine_decay_schedule(1e-2, n)(np.arange(n)))
+    h = ar.History(step=list(range(n)), loss=loss.astype(float).tolist(), grad_norm=grad.astype(float).tolist(),
+                   lr=lr.tolist(), eval_step=[999_999], val_nll=[2.5], note=[None, "text"])
+    h.best_step, h.best_val_nll = 999_999, 2.5
+    return h
+
+
+def test_a_million_step_history_is_under_10_mb_and_loads_back_identical(tmp_path):
+    path = tmp_path / "long.ckpt"
+    history = _million_step_history()
+    ar.save_checkpoint(path, model=MODEL, step=1_000_000, history=history.to_json())
+    assert path.stat().st_size < 10 * 10**6, path.stat().st_size
+    back = ar.History.from_json(read_header(path)["history"])
+    assert back.keys() == history.keys()
+    for key in history:
+        assert back[key] == history[key], key
+        assert [type(v) for v in back[key][:3]] == [type(v) for v in history[key][:3]], key
+    assert (back.best_step, back.best_val_nll) == (999_999, 2.5)
+
+
+def test_history_arrays_are_verified(tmp_path):
+    """A forged history directory (checksum recomputed) is refused with a CheckpointError."""
+    import hashlib
+    import json
+
+    from arprob.checkpoint import _PREFIX, MAGIC, VERSION
+
+    path = tmp_path / "h.ckpt"
+    ar.save_checkpoint(path, model=MODEL, step=3, history={"series": {"step": [0, 1, 2], "loss": [0.5, 0.25, 0.125]}})
+    raw = path.read_bytes()
+    _, _, n, _ = _PREFIX.unpack_from(raw)
+    header, payload = json.loads(raw[_PREFIX.size : _PREFIX.size + n]), raw[_PREFIX.size + n :]
+    assert [a["key"] for a in header["history"]["arrays"]] == ["step", "loss"] and header["history"]["series"] == {}
+
+    def forged(edit) -> str:
+        h = json.loads(json.dumps(header))
+        edit(h)
+        text = json.dumps(h).encode()
+        out = tmp_path / "forged.ckpt"
+        out.write_bytes(_PREFIX.pack(MAGIC, VERSION, len(text), hashlib.sha256(text + payload).digest()) + text + payload)
+        with pytest.raises(ar.CheckpointError) as err:
+            read_header(out)
+        return str(err.value)
+
+    assert "history series 'loss' holds 12 bytes or more; its header declares 4 float32 values" in forged(
+        lambda h: h["history"]["arrays"][1].update(length=4))
+    assert "declare" in forged(lambda h: h["history"]["arrays"][0].update(bytes=1))
+    assert "dtype" in forged(lambda h: h["history"]["arrays"][0].update(dtype="object"))
+    assert "memory budget" in forged(lambda h: h["history"]["arrays"][0].update(length=10**15))
+
+
+def test_format_1_checkpoints_still_load(tmp_path):
+    """Format 1 kept the history as JSON lists and wrote Table() (then every earlier
+    element) without a parents key: both load, the table as parents="all"."""
+    from arprob.checkpoint import _tree_bytes, write_verified
+
+    spec = ar.Spec(variables=(ar.Binary("a"), ar.Categorical("w", 3)), conditionals={"w": ar.Table(parents="all")})
+    model = ar.compile(spec)
+    old_spec = ar.spec_to_dict(spec)
+    del old_spec["conditionals"]["w"]["parents"]
+    history = {"series": {"step": [0, 1], "loss": [0.75, 0.5]}, "best_step": None, "best_val_nll": None}
+    blob = _tree_bytes(model)
+    write_verified(tmp_path / "v1.ckpt", {"format": "arprob.checkpoint/1", "spec": old_spec, "step": 2, "rng": {},
+                                          "state": {}, "history": history,
+                                          "segments": {"model": len(blob), "opt_state": 0, "best": 0}}, [blob])
+    ck = ar.load_checkpoint(tmp_path / "v1.ckpt")
+    assert ck.model.spec == spec and ck.header["history"] == history
+    for a, b in zip(_leaves(ck.model), _leaves(model)):
+        np.testing.assert_array_equal(a, b)
