@@ -293,9 +293,17 @@ def _transformer(cond, var, spec, n, p):
     params += (coords if cond.coordinate_coding == "learned" else d * w) + 4 * w + w * p + p + 2 * c * w
     buffers = 4 * (d * (6 + w_in) + 3 * s * m)
     build = 8 * d * w + 8 * d * (w_in + 5)
-    lp = big_l * (d * w * (6 + r) + 2 * h * d * d) + d * (w + f) + n * p
-    return _est(cond, var, spec, n, p, params=params, buffers=buffers, build=build, fixed=params, lp=lp,
-                smp=big_l * 4 * (d + 1) * w + 8 * w * (1 + r) + 2 * h * d)
+    from .conditioners.transformer import attention_tiles  # the tile the full pass really uses
+
+    _, tile = attention_tiles(d, 128)
+    # full pass (blocked_attend): the per-token arrays of the layers (tokens, queries, keys,
+    # values, the stream; about 4 + 2.5 L (D, w) arrays live at XLA's peak), the scores and
+    # weights of one (H, B, B) tile and one tile's MLP hidden (B, r w): no (H, D, D) scores
+    lp = d * w * (8 + 5 * big_l) // 2 + 5 * h * tile * tile // 2 + 2 * tile * r * w + d + f + 2 * n * p
+    # sampling: the KV cache (L layers x keys and values x (D + 1) x w) and the scan's copy
+    # of the layer being written, one block's queries and MLP, the (H, D) scores
+    smp = (2 * big_l + 3) * (d + 1) * w + 8 * w * (1 + r) * m + 2 * h * d
+    return _est(cond, var, spec, n, p, params=params, buffers=buffers, build=build, fixed=params, lp=lp, smp=smp)
 
 
 @register_estimator("pixelcnn")
@@ -310,8 +318,18 @@ def _pixelcnn(cond, var, spec, n, p):
     params = per(cin) + (big_l - 1) * per(ch) + ch * ch + ch + c * ch + ch * cc * p + cc * p
     pixels = -(-n // cc)
     buffers = 4 * (n * (w + 3) + 5 * pixels) + big_l * (a1 * max(cin, ch) * 2 * ch + ch * ch)
-    lp = big_l * pixels * ch * 12 + pixels * cin + d + f + 2 * n * p
-    smp = big_l * pixels * ch * 8 // max(1, int(var.shape[0]) if var.shape else 1) + big_l * 4 * ch * k * 8 + 2 * n * p
+    a = k // 2
+    rows, cols = (int(var.shape[0]), int(var.shape[1])) if len(var.shape) >= 2 else (pixels, 1)
+    framed = (rows + 2 * a) * (cols + 2 * a)  # a padded frame in either orientation (Columns() transposes)
+    # full pass: about 2 (H', W', p) arrays per layer and 2 k more (the gates' 2 p pre-activations
+    # and the padded inputs), the framed input image, the head's parameters
+    lp = pixels * ch * (2 * big_l + 2 * k) + framed * cin + d + f + 2 * n * p
+    # sampling (PixelCNNConditioner.init_cache): the vertical rows of layers >= 1 (L - 1, H'+a,
+    # W'+2a, p), with about 1.5 copies more held by the scan and its lax.conds; the current
+    # row of every horizontal layer, the link terms (L, W', 2 p), the framed image
+    cache = max(big_l - 1, 1) * framed * ch
+    smp = 5 * cache // 2 + 2 * big_l * cols * 2 * ch + 2 * max(big_l - 1, 1) * (cols + a) * ch + 2 * framed * cin
+    smp += 2 * n * p
     return _est(cond, var, spec, n, p, params=params, buffers=buffers, build=8 * pixels * (cin + 4), fixed=params,
                 lp=lp, smp=smp)
 
@@ -332,10 +350,13 @@ def _wavenet(cond, var, spec, n, p):
     ch, k, big_l = cond.channels, cond.kernel_size, cond.num_layers
     params = big_l * (k * ch * 2 * ch + 2 * ch + c * 2 * ch + 2 * ch * ch + 2 * ch) + k * i * ch + ch
     params += ch * ch + ch + c * ch + ch * m * p + m * p
-    reach = (k - 1) * sum(2 ** (j % (cond.dilation_cycle or big_l)) for j in range(big_l))
+    # the sampler's queues (WaveNetConditioner.init_cache): (k - 1) x dilation positions of
+    # every layer, whatever the sequence length, about 2.5 copies at XLA's peak of the scan
+    queued = (k - 1) * sum(cond.dilations)
     return _est(cond, var, spec, n, p, params=params, buffers=4 * (3 * n + 4 * d), build=12 * length * i, fixed=params,
-                lp=length * (big_l * ch * (k + 8) + k * i) + d + f + 2 * n * p,
-                smp=2 * (min(reach, length) * ch + big_l * ch * (k + 8) + n * p))
+                # full pass: about 2 (L, ch) arrays per layer (residual stream, skip sum, gates)
+                lp=length * (ch * (2 * big_l + 4 + k) + k * i) + d + f + 2 * n * p,
+                smp=5 * queued * ch // 2 + big_l * ch * (k + 4) + 2 * k * i + 2 * n * p)
 
 
 @register_estimator("rnn")
@@ -345,8 +366,10 @@ def _rnn(cond, var, spec, n, p):
     h = cond.hidden
     gates = 4 if cond.cell == "lstm" else 3
     params = gates * h * (i + c + h) + 4 * h + h * h + h + c * h + h * m * p + m * p
+    # full pass: one scan over the L positions that reads each position out as it goes, so
+    # per example it holds the inputs (L, i) twice and the (L m, p) outputs, not (L, h) states
     return _est(cond, var, spec, n, p, params=params, buffers=4 * (3 * n + 4 * d), build=12 * length * i, fixed=params,
-                lp=length * (h * (gates + 4) + i) + d + f + 2 * n * p, smp=h * (gates + 4) + n * p)
+                lp=length * (2 * i + 4) + h * (gates + 4) + d + f + 3 * n * p, smp=h * (gates + 4) + n * p)
 
 
 def _by_eval_shape(cond, var, spec, n, p) -> ComponentEstimate:
@@ -466,6 +489,29 @@ def check_budget(spec, est: Estimate | None = None, budget: int | None = None) -
         f"log_prob {format_bytes(est.fixed_bytes + est.log_prob_bytes)}), over the memory budget of "
         f"{format_bytes(budget)}; {how_to_raise()}.{_suggestion(spec, worst, budget)}"
     )
+
+
+#: bytes of activations (everything but the stored arrays) that a scoring or sampling call
+#: holds when the caller names no batch size: ``evaluate``'s default batch and the sampler's
+#: chunks stay within it, so scoring or sampling 4096 images of 784 elements peaks below
+#: 2 GB of resident memory with every built-in family (``benchmarks/bench_memory.py``)
+WORKING_SET_BYTES = 2**30
+
+
+def default_batch_size(model_or_spec: Any, what: str = "log_prob", *, limit: int = 1024,
+                       budget: int | None = None, working_set: int | None = None) -> int:
+    """The largest batch up to ``limit`` whose estimated activations (``peak_bytes`` less the
+    stored arrays) stay within ``working_set`` (default ``WORKING_SET_BYTES``) and whose
+    peak fits ``budget`` (default ``device_budget()``); at least 1, and when lowered below
+    ``limit`` a multiple of 8 if above 8 (``evaluate``'s default batch size, the sampler's
+    chunks)."""
+    spec = getattr(model_or_spec, "spec", model_or_spec)
+    est = estimate(spec)
+    working_set = WORKING_SET_BYTES if working_set is None else working_set
+    fits = min(est.batch_size_for(est.param_bytes + working_set, what), est.batch_size_for(budget, what))
+    if fits >= limit:
+        return limit
+    return max(1, fits - fits % 8 if fits > 8 else fits)
 
 
 def batch_size_for(model_or_spec: Any, requested: int, *, what: str = "log_prob", budget: int | None = None,

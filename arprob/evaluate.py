@@ -20,10 +20,14 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from .budget import batch_size_for
+from .budget import batch_size_for, default_batch_size
 from .data import as_source
 from .model import Model, flat_log_prob_terms
 from .sharding import Devices, Mesh, check_batch_size, make_mesh, num_devices, replicate, shard_batch
+
+
+#: the most rows ``evaluate`` scores per call when it picks the batch size itself
+DEFAULT_BATCH_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,7 @@ def evaluate(
     data,
     context=None,
     *,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     devices: Devices = None,
     return_log_prob: bool = False,
 ) -> Evaluation:
@@ -110,7 +114,9 @@ def evaluate(
         batch_size: rows per compiled call (the last batch is padded; rounded up to a
             multiple of the number of devices). When its estimated peak exceeds the memory
             budget (``arprob.budget``), the largest batch that fits is used instead and a
-            ``MemoryBudgetWarning`` says so.
+            ``MemoryBudgetWarning`` says so. ``None``: ``budget.default_batch_size``, the
+            largest batch up to 1024 whose estimated activations stay within
+            ``budget.WORKING_SET_BYTES`` (1 GiB) and whose peak fits the budget.
         devices: ``None`` (one device), ``"all"``, a count, a device list or a ``Mesh``
             (the batch is sharded over them; see ``arprob.sharding``).
         return_log_prob: also return every example's ``log p(x)``.
@@ -129,10 +135,12 @@ def fitting_batch_size(model: Model, batch_size: int, num_devices: int = 1, what
     return fits
 
 
-def _evaluate(model: Model, source, batch_size: int, mesh, return_log_prob: bool = False, placed_model=None):
+def _evaluate(model: Model, source, batch_size: int | None, mesh, return_log_prob: bool = False, placed_model=None):
+    k = num_devices(mesh)
+    if batch_size is None:
+        batch_size = default_batch_size(model, "log_prob", limit=DEFAULT_BATCH_SIZE)
     if batch_size < 1:
         raise ValueError(f"Expected batch_size >= 1; got {batch_size}.")
-    k = num_devices(mesh)
     batch_size = -(-batch_size // k) * k
     if source.num_examples is not None:  # no bigger than needed (but a multiple of k)
         batch_size = min(batch_size, -(-source.num_examples // k) * k)
