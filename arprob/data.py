@@ -4,7 +4,9 @@ Three sources, one interface (``num_examples``, ``epoch(e, batch_size, seed)``):
 
 * ``ArraySource``: random access. In-memory arrays (a mapping ``name -> (N, *shape)`` or
   a flat ``(N, D)`` array) are validated once; memory-mapped ``.npy`` files are read
-  and validated batch by batch, so they never need to fit in memory.
+  and validated batch by batch, so they never need to fit in memory: the pages that
+  reading maps into the process are released every ``RELEASE_BYTES`` read (read-only
+  maps), so resident memory stays bounded by the batches, not the file.
 * ``BatchStream``: ``make_batches(epoch)`` returns an iterable of batches (data larger
   than memory, or generated on the fly). Each batch is validated when drawn. For an exact
   resume, ``make_batches`` must return the same batches for the same epoch.
@@ -14,6 +16,7 @@ Three sources, one interface (``num_examples``, ``epoch(e, batch_size, seed)``):
 Shuffling: epoch ``e`` of an ``ArraySource`` visits the rows in the order
 ``np.random.default_rng([seed, e]).permutation(N)`` and drops the incomplete last batch,
 so the order depends only on ``(seed, e)`` (what a checkpoint needs to resume exactly).
+The order is held as int32 when ``N < 2**31`` (the same permutation: 4 bytes per record).
 
 The bundled digits set: ``perm = RandomState(0).permutation(1797)``, train =
 ``perm[:1400]``, test = ``perm[1400:]``.
@@ -21,6 +24,7 @@ The bundled digits set: ``perm = RandomState(0).permutation(1797)``, train =
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -209,6 +213,48 @@ def _is_lazy(a) -> bool:
     return isinstance(a, np.memmap)
 
 
+#: bytes read from memory maps between two releases of their resident pages
+RELEASE_BYTES = 64 << 20
+_FAULT_AROUND = 64 << 10  # Linux maps up to 64 KiB of cached pages around a faulting read
+
+
+class _MappedPages:
+    """Releases the pages that reading batches mapped into this process from read-only
+    memory maps (``madvise(MADV_DONTNEED)`` on the whole map, once ``RELEASE_BYTES`` may
+    have become resident). The pages stay in the kernel's page cache, a later read maps
+    them again; they no longer count in the process's resident memory. Writable and
+    copy-on-write maps are left alone (dropping their pages could discard writes)."""
+
+    def __init__(self, arrays: list) -> None:
+        self.maps = [
+            a._mmap for a in arrays
+            if getattr(a, "mode", None) == "r" and getattr(a, "_mmap", None) is not None
+        ] if hasattr(mmap, "MADV_DONTNEED") else []
+        self.pending = 0
+
+    def read(self, nbytes: int) -> None:
+        """Count ``nbytes`` possibly made resident; release the maps' pages past the limit."""
+        if not self.maps:
+            return
+        self.pending += nbytes
+        if self.pending < RELEASE_BYTES:
+            return
+        self.pending = 0
+        for m in self.maps:
+            try:
+                m.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError):  # a closed map, or the kernel refused: its pages stay reclaimable
+                pass
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """``np.random.default_rng([seed, epoch]).permutation(n)``, held as int32 when ``n < 2**31``
+    (``shuffle`` draws the same swaps whatever the dtype, so the order is the same)."""
+    order = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
+    np.random.default_rng([seed, epoch]).shuffle(order)
+    return order
+
+
 class ArraySource:
     """Random-access examples (validated in memory, or batch by batch for memory maps).
 
@@ -228,6 +274,8 @@ class ArraySource:
             self._raw = data
             self.num_examples = self._check_shapes(data)
             self._x = None
+            self._pages = _MappedPages(arrays)
+            self._row_bytes = sum(a.dtype.itemsize * int(np.prod(a.shape[1:])) for a in arrays)
         else:
             self._x = np.asarray(as_flat(spec, data, what=what))
             self.num_examples = int(self._x.shape[0])
@@ -251,25 +299,30 @@ class ArraySource:
         return int(arrays[0].shape[0])
 
     def take(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Validated flat rows ``rows`` (and their context)."""
+        """Validated flat rows ``rows`` (and their context). Rows of a memory map are read
+        and validated here; an error names the row of the file."""
         rows = np.asarray(rows)
         if self._x is not None:
             x = self._x[rows]
         else:
             order = np.argsort(rows, kind="stable")  # memory maps read faster in order
             sorted_rows = rows[order] if self._index is None else self._index[rows[order]]
-            part = (
-                {k: np.asarray(v[sorted_rows]) for k, v in self._raw.items()}
-                if isinstance(self._raw, Mapping)
-                else np.asarray(self._raw[sorted_rows])
-            )
-            try:
-                x_sorted = np.asarray(as_flat(self.spec, part, what=self.what))
-            except DataError as err:
-                raise DataError(f"{err} (rows are positions within the batch of rows {sorted_rows[:8].tolist()}...)") from err
+            x_sorted = self._read(sorted_rows)
             x = np.empty_like(x_sorted)
             x[order] = x_sorted
         return x, None if self._ctx is None else self._ctx[rows]
+
+    def _read(self, file_rows: np.ndarray | slice) -> np.ndarray:
+        """Rows of the memory map (ascending indices, or a slice), validated, as a flat float
+        array (a copy; a view of the map only when the file already holds that float dtype)."""
+        raw = self._raw
+        part = {k: v[file_rows] for k, v in raw.items()} if isinstance(raw, Mapping) else raw[file_rows]
+        ids = np.arange(file_rows.start, file_rows.stop) if isinstance(file_rows, slice) else file_rows
+        try:
+            return np.asarray(as_flat(self.spec, part, what=self.what, rows=ids))
+        finally:
+            scattered = not isinstance(file_rows, slice)
+            self._pages.read(ids.size * max(self._row_bytes, _FAULT_AROUND if scattered else 0))
 
     def subset(self, rows: np.ndarray, what: str) -> "ArraySource":
         """The examples ``rows`` (copied when in memory; a view of the rows of a memory map)."""
@@ -289,7 +342,7 @@ class ArraySource:
 
     def epoch(self, epoch: int, batch_size: int, seed: int, start: int = 0) -> Iterator[Batch]:
         """Batches ``start, start+1, ...`` of epoch ``epoch`` (shuffled by ``(seed, epoch)``)."""
-        order = np.random.default_rng([seed, epoch]).permutation(self.num_examples)
+        order = epoch_order(seed, epoch, self.num_examples)
         for b in range(start, self.steps_per_epoch(batch_size)):
             rows = order[b * batch_size : (b + 1) * batch_size]
             x, c = self.take(rows)
@@ -298,7 +351,11 @@ class ArraySource:
     def sequential(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray | None, int]]:
         """All examples in order, in batches (the last may be short): ``(x, context, n_valid)``."""
         for a in range(0, self.num_examples, batch_size):
-            x, c = self.take(np.arange(a, min(a + batch_size, self.num_examples)))
+            b = min(a + batch_size, self.num_examples)
+            if self._x is None and self._index is None:  # a memory map, read in order
+                x, c = self._read(slice(a, b)), None if self._ctx is None else self._ctx[a:b]
+            else:
+                x, c = self.take(np.arange(a, b))
             yield x, c, x.shape[0]
 
 
@@ -389,5 +446,5 @@ def split_source(source: ArraySource, fraction: float, seed: int) -> tuple[Array
     n_val = int(round(fraction * n))
     if n_val < 1 or n_val >= n:
         raise DataError(f"validation={fraction} of {n} examples leaves {n_val} for validation and {n - n_val} for training.")
-    perm = np.random.default_rng([seed, 2**31 - 1]).permutation(n)
+    perm = epoch_order(seed, 2**31 - 1, n)  # default_rng([seed, 2**31 - 1]).permutation(n), int32
     return source.subset(perm[n_val:], "training data"), source.subset(perm[:n_val], "validation data")

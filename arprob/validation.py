@@ -33,15 +33,16 @@ def _check_dtype(name: str, a) -> None:
         raise DataError(f"{name}: expected a boolean, integer or float array; got dtype {a.dtype}.")
 
 
-def _check_values(spec: Spec, flat: np.ndarray, what: str) -> None:
+def _check_values(spec: Spec, flat: np.ndarray, what: str, rows: np.ndarray | None = None) -> None:
     layout = spec.layout
+    name = (lambda r: r) if rows is None else (lambda r: int(rows[r]))  # the row an error names
     integer = flat.dtype.kind in "biu"  # finite and integral by construction
     if not integer:
         bad_rows, bad_cols = np.nonzero(~np.isfinite(flat))
         if bad_rows.size:
             r, e = int(bad_rows[0]), int(bad_cols[0])
             raise DataError(
-                f"{what}: {layout.describe_element(e)} in row {r} is {float(flat[r, e])}; values must be finite."
+                f"{what}: {layout.describe_element(e)} in row {name(r)} is {float(flat[r, e])}; values must be finite."
             )
     discrete = layout.num_values > 0
     vals = flat if discrete.all() else flat[:, discrete]
@@ -54,7 +55,7 @@ def _check_values(spec: Spec, flat: np.ndarray, what: str) -> None:
         e = int(np.flatnonzero(discrete)[j])
         var = layout.variables[layout.var_index[e]]
         raise DataError(
-            f"{what}: {layout.describe_element(e)} in row {r} has value {float(flat[r, e])}; variable {var.name!r} "
+            f"{what}: {layout.describe_element(e)} in row {name(r)} has value {float(flat[r, e])}; variable {var.name!r} "
             f"({var.kind}) takes integers 0..{int(layout.num_values[e]) - 1}."
         )
 
@@ -84,8 +85,11 @@ def _check_traced(spec: Spec, flat: jax.Array, what: str) -> jax.Array:
     return flat
 
 
-def as_flat(spec: Spec, data, *, what: str = "data") -> jax.Array | np.ndarray:
-    """Validate ``data`` against ``spec`` and return it as a flat ``(batch, D)`` float array."""
+def as_flat(spec: Spec, data, *, what: str = "data", rows: np.ndarray | None = None) -> jax.Array | np.ndarray:
+    """Validate ``data`` against ``spec`` and return it as a flat ``(batch, D)`` float array.
+
+    ``rows``: the index of each row in a larger dataset (a chunk of a file), which error
+    messages name instead of the row's position in ``data``."""
     layout = spec.layout
     dtype = jnp.result_type(float)
     if isinstance(data, Mapping):
@@ -123,7 +127,7 @@ def as_flat(spec: Spec, data, *, what: str = "data") -> jax.Array | np.ndarray:
         if _is_traced(a):
             return _check_traced(spec, a.astype(dtype), what)
         flat = _host(a)
-    _check_values(spec, flat, what)
+    _check_values(spec, flat, what, rows)
     return flat.astype(dtype, copy=False)
 
 
