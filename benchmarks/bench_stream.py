@@ -7,9 +7,10 @@ a user stores for digits, binary or 17-level), 64 bytes each: 1 GB (2**30 bytes)
 set repeated. The model is ``Logistic`` (FVSBN) on one ``Binary("img", (8, 8))`` variable;
 the data costs here are what is measured, not the network.
 
-Every case runs in a fresh Python process; the parent reads the child's peak resident set
-size from ``os.wait4`` (kernel ``ru_maxrss``: anonymous memory *and* file pages mapped
-into the process). The child also resets the kernel's peak mark after its warm-up
+Every case runs in a fresh Python process that reports its own peak resident set size
+(``VmHWM`` of ``/proc/self/status``: anonymous memory *and* file pages mapped into the
+process; not ``ru_maxrss`` from ``os.wait4``, which on Linux also counts the parent's RSS
+at the fork). The child also resets the kernel's peak mark after its warm-up
 (``/proc/self/clear_refs``) and reports ``phase_rise_MB``: the peak of the measured work
 above the RSS it started from (imports and compilation excluded). Cases:
 
@@ -151,22 +152,27 @@ def _status_mb(key: str) -> float:
     return float("nan")
 
 
-def _start_phase() -> float | None:
-    """Reset the kernel's peak-RSS mark to the current RSS (``/proc/self/clear_refs``, 5);
-    the RSS now, or None where that is not possible."""
+def _start_phase() -> tuple[float, float | None]:
+    """The peak RSS so far (``VmHWM``), then reset the kernel's peak mark to the current RSS
+    (``/proc/self/clear_refs``, 5): ``(peak so far, RSS now)``, the latter None where the
+    reset is not possible."""
+    before = _status_mb("VmHWM")
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
-        return None
-    return _status_mb("VmRSS")
+        return before, None
+    return before, _status_mb("VmRSS")
 
 
-def _end_phase(rss0: float | None) -> dict:
-    """Peak RSS of the case's own work (since ``_start_phase``) and its rise above the start."""
-    if rss0 is None:
-        return {}
+def _end_phase(start: tuple[float, float | None]) -> dict:
+    """The process's peak RSS, and the peak of the case's own work (since ``_start_phase``)
+    with its rise above the RSS it started from."""
+    before, rss0 = start
     peak = _status_mb("VmHWM")
-    return {"phase_start_MB": rss0, "phase_peak_MB": peak, "phase_rise_MB": peak - rss0}
+    if rss0 is None:
+        return {"peak_rss_MB": max(before, peak)}
+    return {"peak_rss_MB": max(before, peak), "phase_start_MB": rss0, "phase_peak_MB": peak,
+            "phase_rise_MB": peak - rss0}
 
 
 def drop_cache(path: Path) -> None:
@@ -179,8 +185,8 @@ def drop_cache(path: Path) -> None:
 
 
 def run_child(case: str, path: Path, steps: int, timeout: float) -> dict:
-    """One case in a fresh process: its own peak RSS (``os.wait4``, kB on Linux) and output
-    (the child is reaped here, so that its rusage is its own)."""
+    """One case in a fresh process, killed after ``timeout`` seconds: its JSON line (with its
+    own peak RSS) and, for reference, the ``ru_maxrss`` that ``os.wait4`` reports."""
     cmd = [sys.executable, __file__, "--child", case, str(path), str(steps)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     timer = threading.Timer(timeout, proc.kill)
@@ -195,7 +201,10 @@ def run_child(case: str, path: Path, steps: int, timeout: float) -> dict:
         r.join()
     timer.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    row: dict = {"case": case, "ok": proc.returncode == 0, "peak_rss_MB": usage.ru_maxrss / 1024}
+    # ru_maxrss of a child also counts the parent's RSS at the fork (Linux keeps the larger
+    # of the old and new address spaces' peaks across exec): the child's own VmHWM is used.
+    row: dict = {"case": case, "ok": proc.returncode == 0, "ru_maxrss_MB": usage.ru_maxrss / 1024,
+                 "peak_rss_MB": float("nan")}
     lines = [ln for ln in chunks.get("out", "").splitlines() if ln.startswith("{")]
     if lines:
         row |= json.loads(lines[-1])
