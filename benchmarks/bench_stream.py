@@ -20,8 +20,9 @@ above the RSS it started from (imports and compilation excluded). Cases:
 * ``score_memory``: the same records read into memory first (``np.load(path)``), then
   ``ar.evaluate``; only for files up to ``--memory-limit-gb`` (default 1 GB: in memory the
   records are validated once and held as float32, 4 bytes per element).
-* ``fit_mmap``: ``ar.fit`` for ``--steps`` updates of batch 128 from the memory map
-  (shuffled: the epoch's order is an int32 per record).
+* ``fit_mmap``: ``ar.fit`` for ``--steps`` (1000) updates of batch 128 from the memory map
+  (shuffled: the epoch's order is an int32 per record; the scattered rows of a batch are
+  read from the file with ``os.pread``).
 * ``fit_stream``: the same from a ``BatchStream`` over the map that yields contiguous
   blocks of 128 records in a per-epoch shuffled block order (its order: one int per block).
 * ``fit_memory``: the same from the in-memory array (files up to ``--memory-limit-gb``).
@@ -219,7 +220,7 @@ def main() -> None:
     parser.add_argument("--child", nargs=3, metavar=("CASE", "PATH", "STEPS"), help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="files of 4 MB and 16 MB")
     parser.add_argument("--sizes-mb", default=None, help="file sizes in MiB (default 1024,4096; quick 4,16)")
-    parser.add_argument("--steps", type=int, default=300, help="fitting updates per fit case")
+    parser.add_argument("--steps", type=int, default=1000, help="fitting updates per fit case")
     parser.add_argument("--memory-limit-gb", type=float, default=1.0, help="largest file also read into memory")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per case")
     parser.add_argument("--cold", action="store_true", help="drop the file from the page cache before each case")
@@ -232,7 +233,7 @@ def main() -> None:
     from common import write_results
 
     sizes = [float(s) for s in (args.sizes_mb or ("4,16" if args.quick else "1024,4096")).split(",")]
-    steps = 60 if args.quick and args.steps == 300 else args.steps
+    steps = 60 if args.quick and args.steps == 1000 else args.steps
     root = Path(tempfile.mkdtemp(prefix="bench_stream_", dir=args.dir))
     need = sum(sizes) * (1 << 20)
     free = shutil.disk_usage(root).free
