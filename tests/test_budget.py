@@ -37,13 +37,6 @@ FAMILIES = {
 APPROXIMATE = {"transformer": 0.01}  # dominant terms only (the learned coordinate tables are bounded)
 
 
-@pytest.fixture(autouse=True)
-def _default_budget():
-    budget.set_memory_budget(None)
-    yield
-    budget.set_memory_budget(None)
-
-
 @pytest.mark.parametrize("x64", [False, True], ids=["float32", "float64"])
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_parameter_counts_match_eval_shape(name, x64):

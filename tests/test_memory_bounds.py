@@ -20,13 +20,6 @@ SPEC = ar.Spec(
 )
 
 
-@pytest.fixture(autouse=True)
-def _default_budget():
-    budget.set_memory_budget(None)
-    yield
-    budget.set_memory_budget(None)
-
-
 @pytest.mark.parametrize("x64", [False, True], ids=["float32", "float64"])
 def test_chunked_sampling_draws_the_same_samples(x64):
     """7 rows in passes of 3 (the last one padded) equal the 7 of one pass, bit for bit:
