@@ -6,10 +6,9 @@ and the family's hyperparameters) and returns, per variable,
 
 - ``num_params``: float parameters of its conditioner and head (exact for ``Logistic``,
   ``MADE`` and ``Table``; the dominant terms for the other families);
-- ``build_bytes``: host memory ``compile`` needs transiently for it. ``compile`` builds
-  a dense ``(n, D)`` boolean connectivity for every variable (``masks.allowed_inputs``)
-  and ``Logistic``/``MADE`` derive ``(n p, F)`` masks from it, so this is at least
-  ``n D`` bytes whatever the family;
+- ``build_bytes``: host memory ``compile`` needs transiently for it (a dense ``Logistic``
+  builds the ``(n, D)`` boolean connectivity, ``masks.allowed_inputs``, and its ``(n p, F)``
+  masks; ``MADE`` its layer masks; the other families their position tables);
 - ``fixed_bytes``: per-call memory of ``log_prob`` independent of the batch (the masked
   copy of a dense weight: ``where(mask, W, 0)`` before the product);
 - ``log_prob_bytes`` / ``sample_bytes``: memory per example of one teacher-forced pass
@@ -214,22 +213,22 @@ def _sizes(spec) -> tuple[int, int, int, int, int]:
     return layout.num_elements, layout.num_features, steps.num_steps, m, spec.context_size
 
 
-def _common(spec, n: int, p: int, u: int) -> tuple[int, int]:
-    """Host bytes of ``compile``'s ``(n, D)`` connectivity and the per-example bytes every
-    sampler needs (the sample, the features, the uniforms ``S m U``) at itemsize 1."""
+def _sample_common(spec, u: int) -> int:
+    """Per-example bytes every sampler needs (the sample, the features, the uniforms ``S m U``)
+    at itemsize 1."""
     d, f, s, m, _ = _sizes(spec)
-    return n * d, d + f + s * m * u
+    return d + f + s * m * u
 
 
 def _est(cond, var, spec, n, p, *, params: int, buffers: int, build: int, fixed: int, lp: int, smp: int):
     it = _itemsize()
     u = int(getattr(cond.bind_head(var), "num_uniforms", 1))
-    connectivity, sample_common = _common(spec, n, p, u)
+    sample_common = _sample_common(spec, u)
     _, _, s, m, _ = _sizes(spec)
     buffers += 4 * (n + 2 * s * min(m, n))  # the model's component: elements, block rows and elements (int32)
     return ComponentEstimate(
         name=var.name, kind=type(cond).kind, num_elements=n, num_params=int(params),
-        param_bytes=int(params * it + buffers), build_bytes=int(connectivity + build), fixed_bytes=int(fixed * it),
+        param_bytes=int(params * it + buffers), build_bytes=int(build), fixed_bytes=int(fixed * it),
         log_prob_bytes=int(lp * it), sample_bytes=int((smp + sample_common) * it),
     )
 
@@ -238,9 +237,10 @@ def _est(cond, var, spec, n, p, *, params: int, buffers: int, build: int, fixed:
 def _logistic(cond, var, spec, n, p):
     d, f, _, _, c = _sizes(spec)
     params = n * p * (f + 1 + c)
-    # feature_allowed (n, F) and its repeat (n p, F) as bool, one more (n, F) temporary seen in
-    # the measured peak (n = 10,000: 806 MB over a warm process, 700 MB without it); parents add (n, F)
-    build = 2 * n * f + n * p * f + (n * f if cond.parent_names is not None else 0)
+    # the (n, D) connectivity, feature_allowed (n, F) and its repeat (n p, F) as bool, one more
+    # (n, F) temporary seen in the measured peak (n = 10,000: 806 MB over a warm process, 700 MB
+    # without it); parents add (n, F)
+    build = n * d + 2 * n * f + n * p * f + (n * f if cond.parent_names is not None else 0)
     buffers = 4 * (f + n) + (n * f if cond.parent_names is not None else 0)
     return _est(cond, var, spec, n, p, params=params, buffers=buffers, build=build,
                 fixed=n * p * f, lp=d + f + 2 * n * p, smp=n * p)
@@ -378,14 +378,13 @@ def _by_eval_shape(cond, var, spec, n, p) -> ComponentEstimate:
     import numpy as np
 
     from .conditioners.base import ConditionerContext
-    from .masks import allowed_inputs
     from .spec.layout import component_schedule
 
     layout, steps = spec.layout, spec.steps
     elements = layout.elements_of(var.name)
     rows, _ = component_schedule(steps, elements)
     ctx = ConditionerContext(layout=layout, steps=steps, variable=var, elements=elements,
-                             allowed=allowed_inputs(layout, steps, elements, cond.parent_names),
+                             parents=cond.parent_names,
                              head=cond.bind_head(var), context_size=spec.context_size, block_rows=rows)
     try:
         shapes = jax.eval_shape(lambda: cond.build(ctx, key=jax.random.key(0)))
@@ -433,9 +432,8 @@ def _suggestion(spec, comp: ComponentEstimate, budget: int) -> str:
 
     var = spec.variable(comp.name)
     n, d = comp.num_elements, spec.num_elements
-    if n * d > budget:
-        return (f" compile's dense ({n}, {d}) connectivity alone needs {format_bytes(n * d)}, whatever the family: "
-                f"split {comp.name!r} into smaller variables or model fewer elements.")
+    dense = (f" A dense Logistic's ({n}, {d}) connectivity alone needs {format_bytes(n * d)}."
+             if comp.kind == "logistic" and n * d > budget else "")
     candidates = []
     conds = REGISTRY.get("conditional", {})
     if "made" in conds:
@@ -462,8 +460,8 @@ def _suggestion(spec, comp: ComponentEstimate, budget: int) -> str:
         est = Estimate(components=tuple(others) + (alt,), itemsize=_itemsize())
         peak = max(est.compile_bytes, est.peak_bytes(1))
         if peak <= budget:
-            return f" A {text} for {comp.name!r} would need about {format_bytes(peak)}."
-    return " No built-in family fits; declare fewer elements."
+            return f"{dense} A {text} for {comp.name!r} would need about {format_bytes(peak)}."
+    return f"{dense} No built-in family fits; declare fewer elements."
 
 
 def check_budget(spec, est: Estimate | None = None, budget: int | None = None) -> Estimate:

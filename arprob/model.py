@@ -22,7 +22,6 @@ from .conditioners.base import Conditioner, ConditionerContext
 from .features import Encoder
 from .heads import Head
 from .errors import DataError
-from .masks import allowed_inputs
 from .spec.layout import component_schedule
 from .spec.spec import Spec
 from .validation import as_context, as_flat, to_dict
@@ -66,7 +65,7 @@ def compile(spec: Spec, key: PRNGKeyArray | None = None) -> "Model":
             steps=steps,
             variable=var,
             elements=elements,
-            allowed=allowed_inputs(layout, steps, elements, cond.parent_names),
+            parents=cond.parent_names,
             head=head,
             context_size=spec.context_size,
             block_rows=rows,

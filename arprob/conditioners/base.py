@@ -26,6 +26,8 @@ A conditioner is unbatched (the model vmaps it) and implements
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Sequence
 from typing import ClassVar
 
 import equinox as eqx
@@ -35,6 +37,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from ..heads import Head
+from ..masks import allowed_inputs
 from ..spec import fields
 from ..spec.conditional import ConditionalSpec as ConditionalSpec
 from ..spec.layout import ElementLayout, Steps
@@ -50,7 +53,7 @@ class ConditionerContext:
         layout, steps: the spec's element layout and step vector.
         variable: the variable being parametrised.
         elements: its elements ``(n,)`` in the flat layout.
-        allowed: ``(n, D)`` element-level connectivity from ``masks.allowed_inputs``.
+        parents: the declared parent variables (``None``: every earlier element).
         head: the bound head; the conditioner outputs ``head.num_params`` per element.
         context_size: length of the optional context vector (0 when none).
         block_rows: ``(S, m)`` rows of ``elements`` in each step, padded with ``n``.
@@ -60,7 +63,7 @@ class ConditionerContext:
     steps: Steps
     variable: Variable
     elements: np.ndarray
-    allowed: np.ndarray
+    parents: Sequence[str] | None
     head: Head
     context_size: int
     block_rows: np.ndarray
@@ -68,6 +71,12 @@ class ConditionerContext:
     @property
     def num_outputs(self) -> int:
         return len(self.elements)
+
+    @functools.cached_property
+    def allowed(self) -> np.ndarray:
+        """``(n, D)`` element-level connectivity (``masks.allowed_inputs``), built on first use:
+        only conditioners with dense connectivity ask for it (at D = 90,000 it is 8 GB)."""
+        return allowed_inputs(self.layout, self.steps, self.elements, self.parents)
 
     @property
     def feature_allowed(self) -> np.ndarray:
