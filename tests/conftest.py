@@ -1,9 +1,18 @@
 import os
 
-import pytest
-from hypothesis import HealthCheck, settings
+# The suite is bound by XLA compile time (hundreds of small models, each compiled once), not
+# by run time. Backend optimisation level 0 compiles about twice as fast on CPU and changes
+# no result the tests check (the same programs; exact cached == naive comparisons still
+# hold). Set before jax is imported, appended to any flags the caller gave; subprocesses
+# (CLI, examples, docs) inherit it. Benchmarks never import this file.
+os.environ["XLA_FLAGS"] = " ".join(
+    f for f in (os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0") if f
+)
 
-from arprob import budget
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+from arprob import budget  # noqa: E402
 
 settings.register_profile(
     "default", max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True

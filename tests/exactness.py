@@ -1,9 +1,11 @@
 """The one test-helper module: the exactness case table, spec generators, and the checks of
 ``arprob.testing`` (re-exported here so test files import from one place).
 
-``CASES`` drives ``tests/test_exactness.py``: family x head x ordering x partition x
-context, every registered conditional family and head in at least one row (a test fails
-when a kind has none). Each row runs ``arprob.testing.check_model`` in float32 and float64.
+``CASES`` drives ``tests/test_exactness.py`` (float32) and ``tests/test_exactness_x64.py``
+(float64): family x head x ordering x partition x context, every registered conditional
+family and head in at least one row (a test fails when a kind has none). Each row runs
+``arprob.testing.check_model`` through ``check_case``. The files are split so that the
+test workers (one file each at a time) share the load.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+import equinox as eqx
 import jax
+import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
@@ -129,6 +133,19 @@ CASES: dict[str, Case] = {
 def case_model(case: Case, seed: int = 0) -> ar.Model:
     """The row's model with random weights (``scale``), in the current float precision."""
     return randomize(ar.compile(case.spec(), jax.random.key(seed)), jax.random.key(seed + 1), case.scale)
+
+
+def check_case(name: str, precision: str) -> None:
+    """Contract (perturbation + Jacobian zeros), cached == naive (samples, and per-step
+    parameters in float32), finite gradients, normalisation by enumeration and a G-test
+    where small, for ``CASES[name]`` built in ``precision``."""
+    case = CASES[name]
+    with jax.enable_x64(precision == "float64"):
+        model = case_model(case)
+        leaf = next(x for x in jax.tree_util.tree_leaves(model) if eqx.is_inexact_array(x))
+        assert leaf.dtype == np.dtype(precision)
+        context = np.linspace(-1.0, 1.0, case.context_size) if case.context_size else None
+        check_model(model, jax.random.key(7), context, step_params=precision == "float32")
 
 
 # ------------------------------------------------------------------ spec generators

@@ -284,7 +284,7 @@ def test_heads_sample_their_distribution(name):
     head = head.bind(ar.Binary("x") if name == "BernoulliProbs" else ar.Real("x"))
     assert head.sampler == how and head.num_uniforms == (2 if how == "own" else 1)
     params = jnp.asarray(_params(head, 1, 1), jnp.float32)
-    n = 20000
+    n = 5000
     u = jax.random.uniform(jax.random.key(4), (n, head.num_uniforms))
     draws = np.asarray(jax.jit(head.sample_uniform)(u, jnp.repeat(params, n, 0)), np.float64)
     again = np.asarray(jax.jit(head.sample_uniform)(u, jnp.repeat(params, n, 0)), np.float64)
