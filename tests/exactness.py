@@ -130,9 +130,15 @@ CASES: dict[str, Case] = {
 }
 
 
+def random_model(spec: ar.Spec, seed: int = 0, scale: float = 1.0) -> ar.Model:
+    """``spec`` compiled with key ``seed``, every weight then redrawn as ``N(0, scale^2)``
+    (``randomize``, key ``seed + 1``), in the current float precision."""
+    return randomize(ar.compile(spec, jax.random.key(seed)), jax.random.key(seed + 1), scale)
+
+
 def case_model(case: Case, seed: int = 0) -> ar.Model:
-    """The row's model with random weights (``scale``), in the current float precision."""
-    return randomize(ar.compile(case.spec(), jax.random.key(seed)), jax.random.key(seed + 1), case.scale)
+    """The row's model with random weights (``scale``)."""
+    return random_model(case.spec(), seed, case.scale)
 
 
 def check_case(name: str, precision: str) -> None:

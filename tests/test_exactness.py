@@ -13,7 +13,7 @@ import pytest
 
 import arprob as ar
 from arprob.spec.registry import REGISTRY
-from exactness import CASES, assert_contract, assert_normalised, check_case, randomize
+from exactness import CASES, assert_contract, assert_normalised, check_case, random_model
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -33,14 +33,10 @@ def test_every_registered_kind_has_a_row():
         assert not missing, f"{category} kinds without a row in tests/exactness.py CASES: {missing}"
 
 
-def _random_model(spec, seed):
-    return randomize(ar.compile(spec, jax.random.key(seed)), jax.random.key(seed + 1))
-
-
 def test_contract_check_catches_a_leak():
     """The contract checker must fail on a model whose mask lets an element see itself."""
     spec = ar.Spec(variables=(ar.Binary("x", shape=(3,)),))
-    model = _random_model(spec, 0)
+    model = random_model(spec, 0)
     cond = model.components[0].conditioner
     leaky = jax.tree_util.tree_map(lambda a: a, model)
     # out_rank + 1: every element also reads its own step (itself).
@@ -56,7 +52,7 @@ class _LeakyBernoulli(ar.Bernoulli):
 
 def test_normalisation_check_catches_unnormalised_head():
     spec = ar.Spec(variables=(ar.Binary("x", shape=(2,)),))
-    model = _random_model(spec, 0)
+    model = random_model(spec, 0)
     assert_normalised(model)
     comp = model.components[0]
     broken = eqx.tree_at(lambda m: m.components, model, (dataclasses.replace(comp, head=_LeakyBernoulli()),))

@@ -17,12 +17,8 @@ from exactness import (
     assert_normalised,
     assert_samples_match,
     discrete_specs,
-    randomize,
+    random_model,
 )
-
-
-def _random_model(spec, seed):
-    return randomize(ar.compile(spec, jax.random.key(seed)), jax.random.key(seed + 1))
 
 
 @settings(max_examples=10)
@@ -42,7 +38,7 @@ def test_generic_exactness_neural(spec, seed):
 
 
 def _generic(spec, seed):
-    model = _random_model(spec, seed)
+    model = random_model(spec, seed)
     assert_contract(model, np.random.default_rng(seed))
     assert_cached_equals_naive(model, jax.random.key(seed))
     if all(v.is_discrete for v in spec.variables):
@@ -54,7 +50,7 @@ def _generic(spec, seed):
 @settings(max_examples=8)
 @given(discrete_specs(max_configs=32), st.integers(0, 2**16))
 def test_sampler_matches_likelihood(spec, seed):
-    model = _random_model(spec, seed)
+    model = random_model(spec, seed)
     assert_normalised(model)
     assert_samples_match(model, jax.random.key(seed), n=8000)
 

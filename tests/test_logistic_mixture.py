@@ -26,7 +26,7 @@ from exactness import (
     assert_contract,
     assert_normalised,
     assert_samples_match,
-    randomize,
+    random_model,
 )
 
 LEVELS = [2, 3, 17, 256, 65536]
@@ -399,10 +399,6 @@ def test_coupled_samples_match_pixel_joint():
 
 
 # ------------------------------------------------------------------------------ in a model
-def _model(spec: ar.Spec, seed: int) -> ar.Model:
-    return randomize(ar.compile(spec, jax.random.key(seed)), jax.random.key(seed + 1))
-
-
 _MODEL_SPECS = {
     "dlm": ar.Spec(
         variables=(ar.Ordinal("x", levels=3, shape=(2, 2)),),
@@ -425,12 +421,12 @@ _MODEL_SPECS = {
 @pytest.mark.parametrize("name", list(_MODEL_SPECS))
 def test_generic_exactness_inside_a_model(name):
     spec = _MODEL_SPECS[name]
-    model = _model(spec, 0)
+    model = random_model(spec, 0)
     assert_normalised(model)
     assert_contract(model, np.random.default_rng(0))
     assert_cached_equals_naive(model, jax.random.key(0), n=8000)  # n as below: one compiled sampler
     assert_samples_match(model, jax.random.key(1), n=8000)
-    assert_normalised(_model(spec, 10))
+    assert_normalised(random_model(spec, 10))
 
 
 @pytest.mark.parametrize("head", [ar.LogisticMixture(3), ar.GaussianMixture(2)], ids=lambda h: h.kind)
@@ -439,7 +435,7 @@ def test_real_mixture_heads_inside_a_model(head):
         variables=(ar.Binary("b"), ar.Real("r", shape=(3,))),
         conditionals={"r": ar.Logistic(head=head)},
     )
-    model = _model(spec, 0)
+    model = random_model(spec, 0)
     assert_contract(model, np.random.default_rng(0))
     # Real draws: the Logistic conditioner's incremental step and its full pass are different
     # XLA programs whose parameters may differ in the last bit, so compare to float tolerance.
@@ -449,7 +445,7 @@ def test_real_mixture_heads_inside_a_model(head):
     np.testing.assert_allclose(cached, naive, rtol=1e-5, atol=1e-5)
     # normalised: integrate the density of the last element given the others (moderate weights,
     # so that no component is narrower than float64 can resolve)
-    model = randomize(ar.compile(spec, jax.random.key(3)), jax.random.key(4), scale=0.3)
+    model = random_model(spec, 3, scale=0.3)
     flat = np.asarray(model.sample_flat(jax.random.key(2), 1))
     params = np.asarray(model.conditional_params(flat)["r"][0, -1:], np.float64)  # (1, P)
     parts = head.split_params(params)

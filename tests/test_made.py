@@ -22,7 +22,7 @@ from exactness import (
     assert_contract,
     assert_normalised,
     assert_samples_match,
-    randomize,
+    random_model,
 )
 
 IMG = ar.Binary("img", shape=(2, 3))
@@ -32,10 +32,6 @@ CASES = {
     "random-order-narrow-no-direct": (ar.RandomOrder(4), ar.Singletons(), ar.MADE(hidden=(2,), direct=False)),
     "reverse-rows-direct-only": (ar.Reverse(), ar.PerRow(), ar.MADE(hidden=(), direct=True)),
 }
-
-
-def _model(spec, seed=0, scale=1.0):
-    return randomize(ar.compile(spec, jax.random.key(seed)), jax.random.key(seed + 1), scale)
 
 
 SLOW_CASES = list(CASES)  # run with -m slow; the exactness table (tests/exactness.py) covers random degrees
@@ -49,7 +45,7 @@ def case_model(request):
     ordering, partition, made = CASES[request.param]
     spec = ar.Spec(variables=(IMG, ar.Categorical("label", 3)), ordering=ordering, partition=partition,
                    conditionals={"img": made, "label": dataclasses.replace(made, head=None)})
-    return _model(spec)
+    return random_model(spec)
 
 
 def test_normalised_contract_cached_gradients(case_model):
@@ -66,7 +62,7 @@ def test_contract_with_context_ordinal_and_categorical():
         context_size=2,
         conditionals={"o": ar.MADE(hidden=(6,)), "c": ar.MADE(hidden=(4, 3), direct=False)},
     )
-    model = _model(spec, 3)
+    model = random_model(spec, 3)
     ctx = np.array([0.5, -1.5], np.float32)
     assert_normalised(model, ctx)
     assert_contract(model, np.random.default_rng(0), ctx)
@@ -84,7 +80,7 @@ def test_real_variable_cached_matches_naive_to_rounding():
     any real bug (a wrong mask, a stale cache entry) exceeds by orders of magnitude."""
     spec = ar.Spec(variables=(ar.Real("r", shape=(3, 2)),), ordering=ar.Snake(), partition=ar.FixedSize(2),
                    conditionals={"r": ar.MADE(hidden=(9, 7))})
-    model = _model(spec, 5, scale=0.3)
+    model = random_model(spec, 5, scale=0.3)
     assert_contract(model, np.random.default_rng(1))
     cached = np.asarray(model.sample_flat(jax.random.key(2), 32))
     naive = np.asarray(model.sample_flat(jax.random.key(2), 32, naive=True))
@@ -94,7 +90,7 @@ def test_real_variable_cached_matches_naive_to_rounding():
 def test_cached_check_catches_stale_cache():
     """A cache that skips the units of one degree must change the samples (the test can fail)."""
     spec = ar.Spec(variables=(ar.Binary("x", shape=(6,)),), conditionals={"x": ar.MADE(hidden=(12,), direct=False)})
-    model = _model(spec, 1, scale=3.0)
+    model = random_model(spec, 1, scale=3.0)
     cond = model.components[0].conditioner
     table = np.asarray(cond.units_at_step[0]).copy()
     table[:, 3] = 12  # never compute the units of degree 2
@@ -105,7 +101,7 @@ def test_cached_check_catches_stale_cache():
 
 def test_contract_check_catches_non_strict_output():
     spec = ar.Spec(variables=(ar.Binary("x", shape=(4,)),), conditionals={"x": ar.MADE(hidden=(6,), direct=False)})
-    model = _model(spec)
+    model = random_model(spec)
     cond = model.components[0].conditioner
     # generic (dense) path: the K = 1 block plans would also skip the leaked columns
     leaky_cond = dataclasses.replace(cond, plans=None, out_deg=cond.out_deg + 1)
@@ -131,7 +127,7 @@ def test_masks_are_rank_masks_and_wide_layers_lose_nothing(ordering):
 
 def test_narrow_layer_is_legal_but_loses_conditionals():
     spec = ar.Spec(variables=(ar.Binary("x", shape=(8,)),), conditionals={"x": ar.MADE(hidden=(3,), direct=False)})
-    model = _model(spec)
+    model = random_model(spec)
     assert_normalised(model)
     cond = model.components[0].conditioner
     m = cond.masks(0)
@@ -144,7 +140,7 @@ def test_narrow_layer_is_legal_but_loses_conditionals():
 def test_blocked_product_equals_dense_masked_product():
     spec = ar.Spec(variables=(ar.Binary("x", shape=(5, 4)),), ordering=ar.Snake(),
                    conditionals={"x": ar.MADE(hidden=(13, 11))})
-    model = _model(spec)
+    model = random_model(spec)
     cond = model.components[0].conditioner
     assert cond.plans is not None
     dense = dataclasses.replace(cond, plans=None)
@@ -162,7 +158,7 @@ def _ensemble_spec(**kw):
 
 
 def test_ensemble_members_orderings_and_normalisation():
-    model = _model(_ensemble_spec())
+    model = random_model(_ensemble_spec())
     assert num_members(model) == 4
     steps = [ar.member_model(model, k).spec.steps.step for k in range(4)]
     np.testing.assert_array_equal(steps[0], model.spec.steps.step)
@@ -181,7 +177,7 @@ def test_ensemble_members_orderings_and_normalisation():
 
 
 def test_ensemble_sample_matches_ensemble_density():
-    model = _model(_ensemble_spec(), 2)
+    model = random_model(_ensemble_spec(), 2)
     configs = all_configurations(model.spec)
     probs = np.exp(np.asarray(ar.ensemble_log_prob(model, configs), np.float64))
     n = 6000
@@ -196,7 +192,7 @@ def test_ensemble_sample_matches_ensemble_density():
 def test_fixed_family_is_connectivity_agnostic():
     spec = ar.Spec(variables=(ar.Binary("x", shape=(4,)),),
                    conditionals={"x": ar.MADE(hidden=(6,), num_orderings=3, ordering_family="fixed", degrees="random")})
-    model = _model(spec)
+    model = random_model(spec)
     cond = model.components[0].conditioner
     assert all(np.array_equal(np.asarray(cond.member_steps[k]), spec.steps.step) for k in range(3))
     assert not np.array_equal(np.asarray(cond.hidden_deg[0][0]), np.asarray(cond.hidden_deg[0][1]))
@@ -207,7 +203,7 @@ def test_fixed_family_is_connectivity_agnostic():
 def test_explicit_family_orderings():
     spec = ar.Spec(variables=(ar.Binary("x", shape=(2, 2)),), partition=ar.PerRow(),
                    conditionals={"x": ar.MADE(hidden=(4,), num_orderings=2, ordering_family=(ar.Reverse(),))})
-    model = _model(spec)
+    model = random_model(spec)
     np.testing.assert_array_equal(ar.member_model(model, 1).spec.steps.step, [1, 1, 0, 0])
     assert_cached_equals_naive(ar.member_model(model, 1), jax.random.key(0), n=16)
 
