@@ -388,7 +388,11 @@ def read_npy(f: io.BytesIO, where: str, *, shape: tuple[int, ...] | None = None,
         raise CheckpointError(f"{where}: unreadable array header ({type(err).__name__}: {str(err)[:200]}).") from None
     if got_dtype.hasobject or got_dtype.fields is not None or got_dtype.kind not in "biufc":
         raise CheckpointError(f"{where}: array of dtype {got_dtype}; only plain numeric arrays are read.")
-    if shape is not None and (tuple(got_shape) != tuple(shape) or (dtype is not None and got_dtype != np.dtype(dtype))):
+    want = None if dtype is None else np.dtype(dtype)
+    # A float (int) array loads into a float (int) leaf of another width: a model saved in
+    # float32 runs under jax_enable_x64 and back (cast, as jax casts everywhere); integers
+    # must fit.
+    if shape is not None and (tuple(got_shape) != tuple(shape) or (want is not None and got_dtype.kind != want.kind)):
         raise CheckpointError(
             f"{where}: array of shape {tuple(got_shape)} dtype {got_dtype} where the model has shape {tuple(shape)} "
             f"dtype {np.dtype(dtype) if dtype is not None else '?'}."
@@ -400,8 +404,12 @@ def read_npy(f: io.BytesIO, where: str, *, shape: tuple[int, ...] | None = None,
     left = len(f.getbuffer()) - f.tell()
     if nbytes > left:
         raise CheckpointError(f"{where}: array of shape {tuple(got_shape)} needs {nbytes} bytes; {left} are left.")
-    data = np.frombuffer(f.read(nbytes), dtype=got_dtype, count=count)
-    return data.reshape(got_shape, order="F" if fortran else "C").copy()
+    data = np.frombuffer(f.read(nbytes), dtype=got_dtype, count=count).reshape(got_shape, order="F" if fortran else "C")
+    if want is None or want == got_dtype:
+        return data.copy()
+    if want.kind in "iu" and data.size and (data.min() < np.iinfo(want).min or data.max() > np.iinfo(want).max):
+        raise CheckpointError(f"{where}: {got_dtype} values outside the range of the model's {want}.")
+    return data.astype(want)
 
 
 def _loader(path: Path, segment: str):
@@ -433,6 +441,11 @@ def _restore(path: Path, payload: bytes, header: dict, segment: str, like):
     except CheckpointError:
         raise
     except Exception as err:  # structure mismatch: e.g. another optimizer; a scalar of another type
+        cause = err
+        while cause is not None and not isinstance(cause, CheckpointError):
+            cause = cause.__cause__  # ours, wrapped (once per tree level) by equinox with the leaf's path
+        if cause is not None:
+            raise cause from None
         raise CheckpointError(
             f"Checkpoint {str(path)!r}, segment {segment!r} does not match the given template ({err})."
         ) from err

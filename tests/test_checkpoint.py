@@ -95,6 +95,40 @@ def test_round_trip_of_every_part(tmp_path):
     assert ck.best is None
 
 
+@pytest.mark.parametrize("saved_x64", [False, True], ids=["float32-to-float64", "float64-to-float32"])
+def test_a_checkpoint_loads_in_the_other_precision(tmp_path, saved_x64):
+    """NumPyro users switch ``jax_enable_x64`` on and off: float leaves are cast to the running
+    precision (float32 -> float64 exactly), integer leaves must fit, and the optimizer
+    state resumes; the log-likelihood agrees to float32 rounding."""
+    path = tmp_path / "p.ckpt"
+    spec = ar.Spec(variables=(ar.Binary("img", shape=(2, 2)),), conditionals={"img": ar.MADE(hidden=(4,))})
+    with jax.enable_x64(saved_x64):
+        model = ar.compile(spec, jax.random.key(0))
+        opt = optax.adam(1e-2)
+        params = eqx.filter(model, trainable_filter(model))
+        ar.save_checkpoint(path, model=model, step=2, opt_state=opt.init(params))
+        data = {"img": DATA["img"]}
+        before = np.asarray(model.log_prob(data), np.float64)
+    with jax.enable_x64(not saved_x64):
+        template = ar.compile(spec, jax.random.key(1))
+        params = eqx.filter(template, trainable_filter(template))
+        ck = ar.load_checkpoint(path, template, opt_state_like=optax.adam(1e-2).init(params))
+        want = np.dtype("float32" if saved_x64 else "float64")
+        assert {x.dtype for x in _leaves(ck.model) if x.dtype.kind == "f"} == {want}
+        if not saved_x64:  # an exact upcast
+            for a, b in zip(_leaves(ck.model), _leaves(model)):
+                np.testing.assert_array_equal(a, np.asarray(b).astype(a.dtype))
+        np.testing.assert_allclose(np.asarray(ck.model.log_prob(data), np.float64), before, rtol=1e-6)
+
+
+def test_a_float_array_where_the_model_has_integers_is_refused(tmp_path):
+    """Only the width may differ: a float array stored for an integer leaf names the segment."""
+    path = tmp_path / "k.ckpt"
+    ar.save_checkpoint(path, model=MODEL, step=0, state=None, opt_state={"n": jax.numpy.zeros(2)})
+    with pytest.raises(ar.CheckpointError, match="segment 'opt_state'.*dtype float32 where the model has .*int32"):
+        ar.load_checkpoint(path, MODEL, opt_state_like={"n": jax.numpy.zeros(2, jax.numpy.int32)})
+
+
 @pytest.fixture
 def good(tmp_path):
     path = tmp_path / "good.ckpt"
