@@ -24,6 +24,7 @@ elements have no levels to enumerate: the box rules keep their reference value.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
@@ -35,6 +36,8 @@ from .heads.base import categorical_from_uniform
 @dataclasses.dataclass(frozen=True)
 class ChoiceRule:
     """Base class; rules are hashable (they are static arguments of jitted scans)."""
+
+    scores_levels: ClassVar[bool] = False  # scores several levels per row (the scan gives it params in their own buffer)
 
     def choose(self, head: Head, params: Float[Array, "m p"], inputs: tuple[Array, ...]) -> Float[Array, " m"]:
         raise NotImplementedError
@@ -77,32 +80,52 @@ def max_and_argmax(x: Float[Array, "m l"]) -> tuple[Float[Array, " m"], Int[Arra
     return value[..., 0], index[..., 0]
 
 
-def box_choice(head: Head, params, ref, eps, pick, radius: int | None = None) -> Float[Array, " m"]:
-    """Pick a level per row among ``|v - ref| <= eps`` with ``pick(masked_log_probs, argmax)``.
+def first_max(columns: list[Array]) -> tuple[Array, Int[Array, "..."]]:
+    """Elementwise maximum and first index of the maximum over a list of equal-shape arrays
+    (a NaN wins, as in ``jnp.argmax``)."""
+    top, best = columns[0], jnp.zeros(columns[0].shape, jnp.int32)
+    for w, col in enumerate(columns[1:], start=1):
+        better = (col > top) | (jnp.isnan(col) & ~jnp.isnan(top))
+        top, best = jnp.where(better, col, top), jnp.where(better, w, best)
+    return top, best
+
+
+def box_choice(head: Head, params, ref, eps, pick=None, radius: int | None = None) -> Float[Array, " m"]:
+    """The most likely level per row among ``|v - ref| <= eps`` (``pick=None``), or
+    ``pick(masked_log_probs (m, W))``'s index into the candidates.
 
     With a static ``radius >= max(eps)`` only the ``2 radius + 1`` candidate levels
-    ``ref - radius .. ref + radius`` are scored (``head.level_log_probs(..., levels=)``),
-    not all ``L``: the same choice at a fraction of the cost. Coupled rows (the channels of
-    a pixel) are picked in turn, each given the channels already picked. If every level in
-    the box has probability 0 the row keeps ``ref``, so the result never leaves the box.
+    ``ref - radius .. ref + radius`` are scored, one ``(m,)`` column each
+    (``head.level_columns``); otherwise all ``L`` (``head.level_log_probs``). Coupled rows
+    (the channels of a pixel) are picked in turn, each given the channels already picked.
+    If every level in the box has probability 0 the row keeps ``ref``, so the result never
+    leaves the box.
     """
     if not head.is_discrete:
         return ref
     num = head.num_levels
-    if radius is None or 2 * radius + 1 >= num:
-        candidates = jnp.broadcast_to(jnp.arange(num, dtype=ref.dtype), (ref.shape[0], num))
-        levels = None
+    windowed = radius is not None and 2 * radius + 1 < num
+    if windowed:
+        offset = ref - radius  # candidate w is level ref - radius + w
+        candidates = [ref + o for o in range(-radius, radius + 1)]
+        inside = [(jnp.abs(c - ref) <= eps) & (c >= 0) & (c <= num - 1) for c in candidates]
     else:
-        candidates = ref[:, None] + jnp.arange(-radius, radius + 1, dtype=ref.dtype)
-        levels = jnp.clip(candidates, 0, num - 1).astype(jnp.int32)
-    inside = (jnp.abs(candidates - ref[:, None]) <= eps[:, None]) & (candidates >= 0) & (candidates <= num - 1)
+        offset = jnp.zeros_like(ref)  # candidate w is level w
+        inside = jnp.abs(jnp.arange(num, dtype=ref.dtype) - ref[:, None]) <= eps[:, None]
     groups = head.coupled_rows
     values = ref
     for g in range(groups):
-        masked = jnp.where(inside, head.level_log_probs(params, values, levels), -jnp.inf)
-        top, best = max_and_argmax(masked)
-        picked = jnp.take_along_axis(candidates, pick(masked, best)[:, None].astype(jnp.int32), axis=-1)[:, 0]
-        choice = jnp.where(jnp.isfinite(top), picked, ref)
+        if windowed:
+            scores = head.level_columns(params, values, candidates)
+            masked = [jnp.where(i, s, -jnp.inf) for i, s in zip(inside, scores)]
+        else:
+            masked = jnp.where(inside, head.level_log_probs(params, values), -jnp.inf)
+        if pick is None:
+            top, best = first_max(masked) if windowed else max_and_argmax(masked)
+        else:
+            table = jnp.stack(masked, axis=-1) if windowed else masked
+            top, best = jnp.max(table, axis=-1), pick(table)
+        choice = jnp.where(jnp.isfinite(top), offset + best.astype(ref.dtype), ref)
         if groups == 1:
             return choice
         values = jnp.where(jnp.arange(ref.shape[0]) % groups == g, choice, values)
@@ -115,10 +138,11 @@ class BoxArgmax(ChoiceRule):
     ``radius``: a static bound on ``eps`` (only ``2 radius + 1`` levels are scored)."""
 
     radius: int | None = None
+    scores_levels: ClassVar[bool] = True
 
     def choose(self, head, params, inputs):
         ref, eps = inputs
-        return box_choice(head, params, ref, eps, lambda logp, best: best, self.radius)
+        return box_choice(head, params, ref, eps, None, self.radius)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +151,7 @@ class BoxSample(ChoiceRule):
 
     temperature: float = 1.0
     radius: int | None = None
+    scores_levels: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):
@@ -135,7 +160,7 @@ class BoxSample(ChoiceRule):
     def choose(self, head, params, inputs):
         u, ref, eps = inputs
 
-        def pick(logp, best):
+        def pick(logp):
             return categorical_from_uniform(u[:, 0], logp / jnp.asarray(self.temperature, logp.dtype))
 
         return box_choice(head, params, ref, eps, pick, self.radius)

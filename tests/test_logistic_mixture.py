@@ -200,6 +200,29 @@ def test_level_log_probs_match_scipy_expit_differences(levels):
     np.testing.assert_allclose(got32[ok32], ref[ok32], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("levels", [2, 17, 256])
+@pytest.mark.parametrize("x64", [False, True], ids=["float32", "float64"])
+def test_level_columns_equal_level_log_probs(levels, x64):
+    """The column form the box rules score with (its own formula) against the table."""
+    rng = np.random.default_rng(20 + levels)
+    k, n = 3, 40
+    params = _random_params(rng, n, k, extreme=True)
+    params[0, 2 * k :] = [-1e4, -44.0, 60.0]
+    picks = [np.zeros(n), np.full(n, levels - 1), *rng.integers(0, levels, (4, n))]
+    with jax.enable_x64(x64):
+        head = _head(levels, k)
+        dtype = jnp.float64 if x64 else jnp.float32
+        p = jnp.asarray(params, dtype)
+        table = np.asarray(jax.jit(head.level_log_probs)(p))
+        columns = jax.jit(lambda p, v: head.level_columns(p, None, list(v)))(p, jnp.asarray(np.stack(picks), dtype))
+    for v, column in zip(picks, columns):
+        want = table[np.arange(n), v.astype(int)]
+        got = np.asarray(column)
+        assert got.dtype == table.dtype and np.all(np.isfinite(got))
+        tol = 1e-12 if x64 else 2e-6
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize("x64", [False, True], ids=["float32", "float64"])
 def test_gradients_finite_at_every_level_and_extreme_params(x64):
     rng = np.random.default_rng(3)

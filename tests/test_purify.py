@@ -71,6 +71,30 @@ def test_greedy_choice_is_the_best_level_of_the_box_for_a_single_element():
     assert np.asarray(out["v"]).tolist() == expected
 
 
+@pytest.mark.parametrize("x64", [False, True], ids=["float32", "float64"])
+def test_scoring_only_the_box_picks_what_scoring_every_level_picks(x64):
+    """``radius``: the box rules score 2 radius + 1 candidate columns (``Head.level_columns``)
+    instead of all L levels; same choices, also for the temperature rule."""
+    from arprob.choice import BoxArgmax, BoxSample
+
+    variable = ar.Ordinal("v", levels=17)
+    heads = [ar.DiscretizedLogisticMixture(3).bind(variable), ar.CategoricalHead().bind(variable)]
+    rng = np.random.default_rng(0)
+    with jax.enable_x64(x64):
+        dtype = jax.numpy.float64 if x64 else jax.numpy.float32
+        ref = jax.numpy.asarray(rng.integers(0, 17, 300), dtype)
+        eps = jax.numpy.asarray(rng.integers(0, 3, 300), dtype)
+        u = jax.numpy.asarray(rng.uniform(size=(300, 1)), dtype)
+        for head in heads:
+            params = jax.numpy.asarray(rng.normal(0, 2, (300, head.num_params)), dtype)
+            choose = jax.jit(lambda rule, *inputs: rule.choose(head, params, inputs), static_argnums=0)
+            everything = np.asarray(choose(BoxArgmax(), ref, eps))
+            assert np.array_equal(np.asarray(choose(BoxArgmax(radius=2), ref, eps)), everything)
+            assert np.abs(everything - np.asarray(ref)).max() <= 2 and not np.array_equal(everything, np.asarray(ref))
+            hot = [np.asarray(choose(BoxSample(0.7, radius=r), u, ref, eps)) for r in (None, 2)]
+            assert np.array_equal(*hot)
+
+
 def test_purification_raises_the_likelihood_of_attacked_digits():
     train, test = load_digits(binarize=False)
     spec = ar.Spec(variables=[ar.Ordinal("img", levels=17, shape=(8, 8))],

@@ -57,6 +57,7 @@ row: the component's and the logistic's.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import ClassVar
 
@@ -147,18 +148,34 @@ def discretized_logistic_log_mass(
     ``v - m`` is exact, so adjacent bins share their edges to rounding of ``u`` alone (the
     ``[-1, 1]`` coordinates in float32 resolve only ~1e-3 of a bin at L = 65536).
     """
+    return _log_mass_at(levels, *_component_terms(mean, log_scale, num_levels), num_levels)
+
+
+def _component_terms(mean, log_scale, num_levels: int):
+    """The level-independent parts of ``discretized_logistic_log_mass``: the mean on the level
+    axis ``m``, ``1/s'`` and ``log1mexp(1/s')`` (the interior bins' ``log(1 - e^-(b - a))``)."""
     dtype = jnp.result_type(mean, log_scale)
     half_levels = 0.5 * (num_levels - 1)
-    log_scale = jnp.maximum(log_scale, log_scale_floor(dtype))
-    log_width = -log_scale - math.log(half_levels)  # log(b - a) = log(2 delta / s)
-    inv_s = jnp.exp(log_width)
-    u = levels - (mean + 1.0) * half_levels
+    log_width = -jnp.maximum(log_scale, log_scale_floor(dtype)) - math.log(half_levels)  # log(b - a)
+    return (mean + 1.0) * half_levels, jnp.exp(log_width), log1mexp_exp(log_width)
+
+
+def _log_mass_at(levels, centre, inv_s, log_gap, num_levels: int):
+    u = levels - centre
     a = (u - 0.5) * inv_s
     b = (u + 0.5) * inv_s
     below = jax.nn.log_sigmoid(b)  # first bin: sigma(b)
     above = jax.nn.log_sigmoid(-a)  # last bin: 1 - sigma(a)
-    interior = below + above + log1mexp_exp(log_width)
+    interior = below + above + log_gap
     return jnp.where(levels <= 0, below, jnp.where(levels >= num_levels - 1, above, interior))
+
+
+def _logsumexp_of(terms: list[Array]) -> Array:
+    """``logsumexp`` over a short list of equal-shape arrays, elementwise (as ``jax.nn.logsumexp``,
+    an all ``-inf`` entry gives ``-inf``)."""
+    top = functools.reduce(jnp.maximum, terms)
+    shift = jax.lax.stop_gradient(jnp.where(jnp.isfinite(top), top, 0.0))
+    return shift + jnp.log(sum(jnp.exp(t - shift) for t in terms))
 
 
 def _means(params: Float[Array, "... p"], k: int) -> Float[Array, "... k"]:
@@ -351,6 +368,51 @@ class DiscretizedLogisticMixture(Head):
         at = grid if levels is None else grid.reshape(-1, c, 1, grid.shape[-1])  # (N, C, 1, W)
         table = discretized_logistic_log_mass(at, means[..., None], log_scales[..., None], num)  # (N, C, K, W)
         return jax.nn.logsumexp(posterior[..., None] + table, axis=-2).reshape(-1, table.shape[-1])
+
+    def level_columns(self, params, values, levels):
+        """Uncoupled: each column ``log p(v) = log sum_k w_k P_k(v)`` as one elementwise
+        expression over ``(n,)`` arrays, with every transcendental used once.
+
+        With ``log sigma(x) = -relu(-x) - log(1 + e^-|x|)``, an interior bin's log-mass is
+        ``g - log f`` where ``g = -relu(a) - relu(-b) + log1mexp(b - a)`` needs no
+        transcendental per level and ``f = (1 + e^-|a|)(1 + e^-|b|)`` lies in [1, 4] (edge
+        bins keep one factor). So ``log p(v) = G + log sum_k e^(log w_k + g_k - G) / f_k``
+        with ``G = max_k (log w_k + g_k)``: the largest term is at least 1/4, nothing under-
+        or overflows, and a level costs 3 exponentials and a division per component plus one
+        log. The same values as ``level_log_probs`` to rounding.
+
+        Why columns: XLA's CPU backend emits slow loops for broadcasts into a small trailing
+        axis. Purifying a D = 784 MADE with a 3-component head (batch 16, 5 levels, on 2 CPU
+        cores) took 20 ms through the ``(n, K, W)`` form of ``level_log_probs``, 16 ms with
+        the columns written as ``discretized_logistic_log_mass``, 11 ms in this form (the
+        scan without any scoring: 9 ms)."""
+        if self.coupled and self.channels != 1:
+            return super().level_columns(params, values, levels)
+        k, num = self.num_components, self.num_levels
+        logits = [params[:, j] for j in range(k)]
+        norm = _logsumexp_of(logits)
+        n = params.shape[0]
+        # the K components' level-independent terms as one (n K,) array each
+        centre, inv_s, log_gap = (
+            t.reshape(n, k) for t in _component_terms(_means(params, k).reshape(-1), params[:, 2 * k : 3 * k].reshape(-1), num)
+        )
+        terms = [(centre[:, j], inv_s[:, j], log_gap[:, j]) for j in range(k)]
+        columns = []
+        for v in levels:
+            first, last = v <= 0, v >= num - 1
+            g, f = [], []
+            for j, (centre, inv_s, log_gap) in enumerate(terms):
+                u = v - centre
+                a, b = (u - 0.5) * inv_s, (u + 0.5) * inv_s
+                fa = jnp.where(first, 1.0, 1.0 + jnp.exp(-jnp.abs(a)))  # sigma(-a): all bins but the first
+                fb = jnp.where(last, 1.0, 1.0 + jnp.exp(-jnp.abs(b)))  # sigma(b): all bins but the last
+                ga = jnp.where(first, 0.0, -jax.nn.relu(a))
+                gb = jnp.where(last, 0.0, -jax.nn.relu(-b))
+                g.append(logits[j] - norm + ga + gb + jnp.where(first | last, 0.0, log_gap))
+                f.append(fa * fb)
+            top = jax.lax.stop_gradient(functools.reduce(jnp.maximum, g))
+            columns.append(top + jnp.log(sum(jnp.exp(gj - top) / fj for gj, fj in zip(g, f))))
+        return columns
 
     # ------------------------------------------------------------------ sampling
     def sample_uniform(self, u, params):
