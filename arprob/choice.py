@@ -24,8 +24,8 @@ elements have no levels to enumerate: the box rules keep their reference value.
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
@@ -36,8 +36,6 @@ from .heads.base import categorical_from_uniform
 @dataclasses.dataclass(frozen=True)
 class ChoiceRule:
     """Base class; rules are hashable (they are static arguments of jitted scans)."""
-
-    scores_levels: ClassVar[bool] = False  # scores several levels per row (the scan gives it params in their own buffer)
 
     def choose(self, head: Head, params: Float[Array, "m p"], inputs: tuple[Array, ...]) -> Float[Array, " m"]:
         raise NotImplementedError
@@ -90,6 +88,22 @@ def first_max(columns: list[Array]) -> tuple[Array, Int[Array, "..."]]:
     return top, best
 
 
+def _own_buffer(a: Float[Array, "... p"]) -> Float[Array, "... p"]:
+    """``a``, bit for bit (infinities, NaNs and signed zeros included), computed into a
+    buffer of its own: the product of its bits, read as integers, with an integer identity.
+
+    Why: XLA fuses the cheap ops that produce a conditioner's step parameters (gathers of
+    this step's bias rows, sums of two products) into every consumer, and no XLA op keeps
+    it from doing so but a product (``optimization_barrier`` is gone before fusion). The box
+    rules score each candidate level in a fused loop of its own, so each loop recomputed the
+    parameters, and the gathers kept the loops from vectorising: purifying a D = 784 MADE
+    with a 3-component head (batch 16, 2 CPU cores) took 15.5 ms, and 11.3 ms with this
+    product (sampling: 9.4 ms)."""
+    bits = jnp.dtype(f"int{8 * a.dtype.itemsize}")
+    copied = jnp.matmul(jax.lax.bitcast_convert_type(a, bits), jnp.eye(a.shape[-1], dtype=bits))
+    return jax.lax.bitcast_convert_type(copied, a.dtype)
+
+
 def box_choice(head: Head, params, ref, eps, pick=None, radius: int | None = None) -> Float[Array, " m"]:
     """The most likely level per row among ``|v - ref| <= eps`` (``pick=None``), or
     ``pick(masked_log_probs (m, W))``'s index into the candidates.
@@ -103,6 +117,7 @@ def box_choice(head: Head, params, ref, eps, pick=None, radius: int | None = Non
     """
     if not head.is_discrete:
         return ref
+    params = _own_buffer(params)
     num = head.num_levels
     windowed = radius is not None and 2 * radius + 1 < num
     if windowed:
@@ -138,7 +153,6 @@ class BoxArgmax(ChoiceRule):
     ``radius``: a static bound on ``eps`` (only ``2 radius + 1`` levels are scored)."""
 
     radius: int | None = None
-    scores_levels: ClassVar[bool] = True
 
     def choose(self, head, params, inputs):
         ref, eps = inputs
@@ -151,7 +165,6 @@ class BoxSample(ChoiceRule):
 
     temperature: float = 1.0
     radius: int | None = None
-    scores_levels: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if not (isinstance(self.temperature, (int, float)) and self.temperature > 0):

@@ -135,12 +135,13 @@ class GatedLayer(eqx.Module):
         """``stacked``: the k taps of the input, concatenated ``(..., k c)`` (one position)."""
         return self._gated(stacked @ self.conv, context)
 
-    def gate_sequence(self, h, k: int, context):
+    def gate_sequence(self, h, context):
         """``gate(causal_taps(h, k, d))`` at every position, as one causal convolution: XLA
         does not fuse a convolution with its input, so the residual stream ``h`` is stored once
         per layer. Fused into a tap concatenation it was recomputed by every later layer (layer
         ``l`` re-added all ``l`` earlier residual products): ``benchmarks/profile_wavenet.py``."""
-        w = self.conv.reshape(k, -1, self.conv.shape[-1])
+        k = self.conv.shape[0] // h.shape[-1]
+        w = self.conv.reshape(k, h.shape[-1], self.conv.shape[-1])
         d = self.dilation
         pre = jax.lax.conv_general_dilated(h[None], w, (1,), [((k - 1) * d, 0)], rhs_dilation=(d,),
                                            dimension_numbers=("NWC", "WIO", "NWC"))[0]
@@ -197,7 +198,7 @@ class WaveNetConditioner(Conditioner):
         h = causal_taps(self.inputs.all(feats), k, 1) @ self.in_conv + self.in_bias
         skip = jnp.zeros_like(h)
         for layer in self.layers:
-            z = layer.gate_sequence(h, k, context)
+            z = layer.gate_sequence(h, context)
             h = h + z @ layer.res + layer.res_bias
             skip = skip + z @ layer.skip + layer.skip_bias
         out = self._head(skip, context, key)  # (S, m P)

@@ -381,7 +381,7 @@ class DiscretizedLogisticMixture(Head):
         Why columns: XLA's CPU backend emits slow loops for broadcasts into a small trailing
         axis. Purifying a D = 784 MADE with a 3-component head (batch 16, 5 levels, 2 CPU
         cores) took 20 ms through the ``(n, K, W)`` form of ``level_log_probs``. With the step
-        parameters in their own buffer (``model._own_buffer``) it takes 15.6 ms with columns
+        parameters in their own buffer (``choice._own_buffer``) it takes 15.6 ms with columns
         written as ``discretized_logistic_log_mass`` and 11.1 ms in this form; the scan without
         any scoring takes 9 ms."""
         if self.coupled and self.channels != 1:
