@@ -2,7 +2,8 @@
 
 For one 28x28 binary variable (D = 784) and ``--batch`` images (default 256), each case
 times ``ar.flat_log_prob(model, x)`` and a hand-written JAX network with the same layer
-shapes and FLOPs, written the obvious way, in the same run, interleaved
+shapes and FLOPs (every weight, bias and layer-norm gain the model has: the biases start
+at zero and the gains at one, as the model's do), written the obvious way, in the same run, interleaved
 (``common.best_times``: best of ``--repeats`` after a warm-up). Target: ours / reference
 <= 1.2. Cases:
 
@@ -60,9 +61,14 @@ def _bernoulli(logits, x):
     return jnp.sum(x * logits - jax.nn.softplus(logits), axis=-1)
 
 
-def _ln(h):
+def _ln_params(width):
+    return {"scale": jnp.ones(width), "bias": jnp.zeros(width)}
+
+
+def _ln(h, p):
     mean = jnp.mean(h, axis=-1, keepdims=True)
-    return (h - mean) * jax.lax.rsqrt(jnp.mean(jnp.square(h - mean), axis=-1, keepdims=True) + 1e-5)
+    y = (h - mean) * jax.lax.rsqrt(jnp.mean(jnp.square(h - mean), axis=-1, keepdims=True) + 1e-5)
+    return y * p["scale"] + p["bias"]
 
 
 # ------------------------------------------------------------------ references
@@ -70,11 +76,14 @@ def transformer_reference(width: int = 64, heads: int = 4, layers: int = 2, mlp:
     keys = iter(jax.random.split(jax.random.key(0), 4 + 6 * layers))
     p = {
         "embed": _normal(next(keys), (2, width), 1.0), "bos": _normal(next(keys), (width,), 1.0),
-        "pos": _normal(next(keys), (D, width), 0.1), "out": _normal(next(keys), (width, 1)),
+        "pos": _normal(next(keys), (D, width), 0.1), "out": _normal(next(keys), (width, 1)), "out_b": jnp.zeros(1),
+        "ln_out": _ln_params(width),
         "blocks": [
-            {n: _normal(next(keys), s) for n, s in
-             [("wq", (width, width)), ("wk", (width, width)), ("wv", (width, width)), ("wo", (width, width)),
-              ("w1", (width, mlp * width)), ("w2", (mlp * width, width))]}
+            {**{n: _normal(next(keys), s) for n, s in
+                [("wq", (width, width)), ("wk", (width, width)), ("wv", (width, width)), ("wo", (width, width)),
+                 ("w1", (width, mlp * width)), ("w2", (mlp * width, width))]},
+             "bo": jnp.zeros(width), "b1": jnp.zeros(mlp * width), "b2": jnp.zeros(width),
+             "ln1": _ln_params(width), "ln2": _ln_params(width)}
             for _ in range(layers)
         ],
     }
@@ -85,11 +94,11 @@ def transformer_reference(width: int = 64, heads: int = 4, layers: int = 2, mlp:
         tok = p["embed"][x.astype(jnp.int32)]  # (b, D, w)
         h = jnp.concatenate([jnp.broadcast_to(p["bos"], (b, 1, width)), tok[:, :-1]], axis=1) + p["pos"]
         for blk in p["blocks"]:
-            y = _ln(h)
+            y = _ln(h, blk["ln1"])
             q, k, v = ((y @ blk[n]).reshape(b, D, heads, width // heads) for n in ("wq", "wk", "wv"))
-            h = h + jax.nn.dot_product_attention(q, k, v, is_causal=True).reshape(b, D, width) @ blk["wo"]
-            h = h + jax.nn.gelu(_ln(h) @ blk["w1"]) @ blk["w2"]
-        return _bernoulli((_ln(h) @ p["out"])[..., 0], x)
+            h = h + jax.nn.dot_product_attention(q, k, v, is_causal=True).reshape(b, D, width) @ blk["wo"] + blk["bo"]
+            h = h + jax.nn.gelu(_ln(h, blk["ln2"]) @ blk["w1"] + blk["b1"]) @ blk["w2"] + blk["b2"]
+        return _bernoulli((_ln(h, p["ln_out"]) @ p["out"] + p["out_b"])[..., 0], x)
 
     return lambda x: log_prob(p, x)
 
@@ -113,8 +122,10 @@ def wavenet_reference(channels: int = 32, layers: int = 10, kernel: int = 2):
     c = channels
     p = {
         "in": _normal(next(keys), (kernel, 5, c)), "out1": _normal(next(keys), (c, c)), "out2": _normal(next(keys), (c, 1)),
+        "in_b": jnp.zeros(c), "out1_b": jnp.zeros(c), "out2_b": jnp.zeros(1),
         "layers": [{"conv": _normal(next(keys), (kernel, c, 2 * c)), "res": _normal(next(keys), (c, c)),
-                    "skip": _normal(next(keys), (c, c))} for _ in range(layers)],
+                    "skip": _normal(next(keys), (c, c)), "conv_b": jnp.zeros(2 * c), "res_b": jnp.zeros(c),
+                    "skip_b": jnp.zeros(c)} for _ in range(layers)],
     }
     coords = _coords()
 
@@ -123,14 +134,14 @@ def wavenet_reference(channels: int = 32, layers: int = 10, kernel: int = 2):
         b = x.shape[0]
         prev = jnp.concatenate([jnp.zeros((b, 1)), x[:, :-1]], axis=1)[..., None]
         u = jnp.concatenate([prev, jnp.broadcast_to(coords, (b, D, 4))], axis=-1)
-        h = _causal_conv(u, p["in"], 1)
+        h = _causal_conv(u, p["in"], 1) + p["in_b"]
         skip = 0.0
         for i, lay in enumerate(p["layers"]):
-            pre = _causal_conv(h, lay["conv"], 2 ** i)
+            pre = _causal_conv(h, lay["conv"], 2 ** i) + lay["conv_b"]
             z = jnp.tanh(pre[..., :c]) * jax.nn.sigmoid(pre[..., c:])
-            h = h + z @ lay["res"]
-            skip = skip + z @ lay["skip"]
-        logits = (jax.nn.relu(jax.nn.relu(skip) @ p["out1"]) @ p["out2"])[..., 0]
+            h = h + z @ lay["res"] + lay["res_b"]
+            skip = skip + z @ lay["skip"] + lay["skip_b"]
+        logits = (jax.nn.relu(jax.nn.relu(skip) @ p["out1"] + p["out1_b"]) @ p["out2"] + p["out2_b"])[..., 0]
         return _bernoulli(logits, x)
 
     return lambda x: log_prob(p, x)
@@ -152,9 +163,11 @@ def pixelcnn_reference(channels: int = 32, layers: int = 5, kernel: int = 3):
     first_h = _normal(next(keys), (1, a + 1, 2, 2 * c), 0.3).at[0, a].set(0.0)  # mask A: columns < j only
     p = {
         "out1": _normal(next(keys), (c, c)), "out2": _normal(next(keys), (c, 1)),
+        "out1_b": jnp.zeros(c), "out2_b": jnp.zeros(1),
         "layers": [{"v": _normal(next(keys), (a + 1, kernel, 2 if l == 0 else c, 2 * c), 0.1),
                     "h": first_h if l == 0 else _normal(next(keys), (1, a + 1, c, 2 * c), 0.1),
-                    "link": _normal(next(keys), (2 * c, 2 * c)), "res": _normal(next(keys), (c, c))}
+                    "link": _normal(next(keys), (2 * c, 2 * c)), "res": _normal(next(keys), (c, c)),
+                    "v_b": jnp.zeros(2 * c), "h_b": jnp.zeros(2 * c), "res_b": jnp.zeros(c)}
                    for l in range(layers)],
     }
 
@@ -167,12 +180,12 @@ def pixelcnn_reference(channels: int = 32, layers: int = 5, kernel: int = 3):
         v_in = h_in = jnp.concatenate([img, jnp.ones_like(img)], axis=-1)
         h = None
         for lay in p["layers"]:
-            v_pre = _conv2d(v_in, lay["v"], ((a, 0), (a, a)))
+            v_pre = _conv2d(v_in, lay["v"], ((a, 0), (a, a))) + lay["v_b"]
             link = jnp.pad(v_pre @ lay["link"], ((0, 0), (1, 0), (0, 0), (0, 0)))[:, :-1]  # down one row
-            r = gate(_conv2d(h_in, lay["h"], ((0, 0), (a, 0))) + link) @ lay["res"]
+            r = gate(_conv2d(h_in, lay["h"], ((0, 0), (a, 0))) + lay["h_b"] + link) @ lay["res"] + lay["res_b"]
             h = r if h is None else h + r
             v_in, h_in = gate(v_pre), h
-        logits = (jax.nn.relu(jax.nn.relu(h) @ p["out1"]) @ p["out2"]).reshape(-1, D)
+        logits = (jax.nn.relu(jax.nn.relu(h) @ p["out1"] + p["out1_b"]) @ p["out2"] + p["out2_b"]).reshape(-1, D)
         return _bernoulli(logits, x)
 
     return lambda x: log_prob(p, x)

@@ -1,15 +1,17 @@
-"""Why WaveNet's teacher-forced pass misses its 1.2x reference target: variants of the pass.
+"""What each form of WaveNet's teacher-forced pass costs: variants of the pass.
 
 Times ``flat_log_prob`` of the ``bench_reference`` WaveNet (32 ch, 10 layers, k = 2, one
 28x28 binary variable, weights drawn at scale 0.2) with ``WaveNetConditioner.__call__``
-replaced by each variant, against the same plain-JAX reference, in one run:
+replaced by each variant, against the same plain-JAX reference (with the model's biases),
+in one run:
 
 - ``shipped``: the library's pass (the gates by ``lax.conv_general_dilated``, which XLA does
   not fuse with its input, so the residual stream is stored once per layer);
 - ``tap concatenation``: the gates as one product of the concatenated taps
   ``[h_{s-d}, h_s]`` (the pass before 2026-12-04: XLA fused the residual stream into each
   later layer's concatenation, re-adding all earlier residual products);
-- ``no biases``: the tap-concatenation pass without any bias (what the reference computes);
+- ``no biases``: the tap-concatenation pass without any bias (another model: what a
+  reference without biases computes);
 - ``shifted products``: the gates as ``k`` products of ``h``, shifted and summed.
 
 Prints the times and the largest change of a per-image log-likelihood against ``shipped``.
