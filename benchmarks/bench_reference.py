@@ -251,7 +251,7 @@ def main() -> None:
     rows = []
     for case in args.cases.split(","):
         ref = CASES[case][1]()
-        fns = {"reference": lambda: ref(x)}
+        fns = {"reference": lambda ref=ref: ref(x)}
         for order in args.orders.split(","):
             if case == "pixelcnn" and order != "raster":
                 continue  # PixelCNN's convolutions need raster order (it refuses others)
