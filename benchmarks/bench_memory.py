@@ -76,9 +76,13 @@ def run_child(case: str, mode: str, n: int, timeout: float) -> dict:
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from common import comma_list, write_results
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=3, metavar=("CASE", "MODE", "N"), help=argparse.SUPPRESS)
-    parser.add_argument("--cases", default=",".join(CONDITIONERS))
+    parser.add_argument("--cases", type=comma_list(CONDITIONERS), default=list(CONDITIONERS),
+                        help="comma-separated subset of " + ",".join(CONDITIONERS))
     parser.add_argument("--score", default="256,4096", help="image counts to score")
     parser.add_argument("--sample", default="256", help="sample counts ('' for none)")
     parser.add_argument("--timeout", type=float, default=1200.0, help="seconds per child")
@@ -86,11 +90,8 @@ def main() -> None:
     if args.child:
         child(args.child[0], args.child[1], int(args.child[2]))
         return
-    sys.path.insert(0, str(Path(__file__).parent))
-    from common import write_results
-
     rows = []
-    for case in args.cases.split(","):
+    for case in args.cases:
         jobs = [("baseline", 0)] + [("score", int(n)) for n in args.score.split(",") if n]
         jobs += [("sample", int(n)) for n in args.sample.split(",") if n]
         for mode, n in jobs:

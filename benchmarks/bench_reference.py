@@ -46,7 +46,7 @@ import numpy as np
 import arprob as ar
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import best_times, write_results  # noqa: E402
+from common import best_times, comma_list, write_results  # noqa: E402
 
 D, SIDE = 784, 28
 ORDERS = {"raster": ar.Raster, "zigzag": ar.Zigzag, "columns": ar.Columns, "random": lambda: ar.RandomOrder(0)}
@@ -244,15 +244,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of " + ",".join(CASES))
-    parser.add_argument("--orders", default="raster,zigzag", help="comma-separated subset of " + ",".join(ORDERS))
+    parser.add_argument("--cases", type=comma_list(CASES), default=list(CASES),
+                        help="comma-separated subset of " + ",".join(CASES))
+    parser.add_argument("--orders", type=comma_list(ORDERS), default=["raster", "zigzag"],
+                        help="comma-separated subset of " + ",".join(ORDERS))
     args = parser.parse_args()
     x = jnp.asarray(np.random.default_rng(0).integers(0, 2, (args.batch, D)), jnp.float32)
     rows = []
-    for case in args.cases.split(","):
+    for case in args.cases:
         ref = CASES[case][1]()
         fns = {"reference": lambda ref=ref: ref(x)}
-        for order in args.orders.split(","):
+        for order in args.orders:
             if case == "pixelcnn" and order != "raster":
                 continue  # PixelCNN's convolutions need raster order (it refuses others)
             model = model_for(case, order)

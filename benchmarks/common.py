@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import time
@@ -11,6 +12,19 @@ import jax
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
+
+
+def comma_list(options):
+    """An argparse ``type``: ``"a,b"`` -> ``["a", "b"]``, each one of ``options`` (else a usage error)."""
+
+    def parse(text: str) -> list[str]:
+        items = [item for item in text.split(",") if item]
+        unknown = [item for item in items if item not in options]
+        if unknown or not items:
+            raise argparse.ArgumentTypeError(f"{','.join(unknown) or repr(text)} is not among {','.join(options)}")
+        return items
+
+    return parse
 
 
 def timeit(fn, *args, repeats: int = 15) -> float:
