@@ -103,8 +103,8 @@ def main() -> None:
         rows.append((seed, nll, seconds))
         print(f"  seed {seed}: test NLL {nll:.3f} nats, {seconds:.0f} s", flush=True)
     nlls = [r[1] for r in rows]
-    std = statistics.stdev(nlls) if len(nlls) > 1 else float("nan")
-    print(f"{args.recipe}: {statistics.mean(nlls):.3f} +- {std:.3f} nats over seeds {args.seeds}; "
+    spread = f" +- {statistics.stdev(nlls):.3f}" if len(nlls) > 1 else ""  # the sample standard deviation
+    print(f"{args.recipe}: {statistics.mean(nlls):.3f}{spread} nats over seeds {args.seeds}; "
           f"training {statistics.mean(r[2] for r in rows):.0f} s per seed (mean)")
     if args.json:
         from arprob.fileio import atomic_write_bytes
