@@ -20,6 +20,12 @@ at zero and the gains at one, as the model's do), written the obvious way, in th
   the scan, or hoisting the input products out of it, measured slower: 1.4x, 2.5x);
 - ``logistic`` (FVSBN): one ``D x D`` product (strictly lower-triangular weights) + Bernoulli.
 
+Each ``*_reference()`` returns ``(params, log_prob)``. WaveNet, PixelCNN and Logistic hold
+exactly the model's number of trainable floats, the GRU 2 x 64 more (torch's hidden biases
+of the r and z gates) (``tests/test_bench_reference.py``); the transformer has a 784 x 64
+position table where the model sums 28 + 28 + 1 + 1 learned coordinate rows (a lookup
+either way, no FLOPs).
+
 Every case runs in raster order and, with ``--orders``, in other orderings (the
 reference is the same raster network: it is what the ordering's masked computation is
 held against). The reference weights are random, not the model's: the timing, not the
@@ -100,14 +106,16 @@ def transformer_reference(width: int = 64, heads: int = 4, layers: int = 2, mlp:
             h = h + jax.nn.gelu(_ln(h, blk["ln2"]) @ blk["w1"] + blk["b1"]) @ blk["w2"] + blk["b2"]
         return _bernoulli((_ln(h, p["ln_out"]) @ p["out"] + p["out_b"])[..., 0], x)
 
-    return lambda x: log_prob(p, x)
+    return p, log_prob
 
 
-def _coords():
-    """4 coordinate channels (as many as the sequence models read here: flag, row, column, channel)."""
+def _sequence_inputs(x):
+    """``(b, D, 5)``: the previous element (0 before the first) and 4 coordinate channels (as
+    many as the sequence models read here: flag, row, column, channel)."""
     r, c = np.divmod(np.arange(D), SIDE)
-    return jnp.asarray(np.stack([np.ones(D), 2 * r / (SIDE - 1) - 1, 2 * c / (SIDE - 1) - 1, -np.ones(D)], 1),
-                       jnp.float32)
+    coords = np.stack([np.ones(D), 2 * r / (SIDE - 1) - 1, 2 * c / (SIDE - 1) - 1, -np.ones(D)], 1)
+    prev = jnp.concatenate([jnp.zeros((x.shape[0], 1)), x[:, :-1]], axis=1)[..., None]
+    return jnp.concatenate([prev, jnp.broadcast_to(jnp.asarray(coords, jnp.float32), (x.shape[0], D, 4))], axis=-1)
 
 
 def _causal_conv(h, w, dilation):
@@ -127,14 +135,10 @@ def wavenet_reference(channels: int = 32, layers: int = 10, kernel: int = 2):
                     "skip": _normal(next(keys), (c, c)), "conv_b": jnp.zeros(2 * c), "res_b": jnp.zeros(c),
                     "skip_b": jnp.zeros(c)} for _ in range(layers)],
     }
-    coords = _coords()
 
     @jax.jit
     def log_prob(p, x):
-        b = x.shape[0]
-        prev = jnp.concatenate([jnp.zeros((b, 1)), x[:, :-1]], axis=1)[..., None]
-        u = jnp.concatenate([prev, jnp.broadcast_to(coords, (b, D, 4))], axis=-1)
-        h = _causal_conv(u, p["in"], 1) + p["in_b"]
+        h = _causal_conv(_sequence_inputs(x), p["in"], 1) + p["in_b"]
         skip = 0.0
         for i, lay in enumerate(p["layers"]):
             pre = _causal_conv(h, lay["conv"], 2 ** i) + lay["conv_b"]
@@ -144,7 +148,7 @@ def wavenet_reference(channels: int = 32, layers: int = 10, kernel: int = 2):
         logits = (jax.nn.relu(jax.nn.relu(skip) @ p["out1"] + p["out1_b"]) @ p["out2"] + p["out2_b"])[..., 0]
         return _bernoulli(logits, x)
 
-    return lambda x: log_prob(p, x)
+    return p, log_prob
 
 
 def _conv2d(h, w, pad):
@@ -188,41 +192,37 @@ def pixelcnn_reference(channels: int = 32, layers: int = 5, kernel: int = 3):
         logits = (jax.nn.relu(jax.nn.relu(h) @ p["out1"] + p["out1_b"]) @ p["out2"] + p["out2_b"]).reshape(-1, D)
         return _bernoulli(logits, x)
 
-    return lambda x: log_prob(p, x)
+    return p, log_prob
 
 
 def rnn_reference(hidden: int = 64):
     keys = iter(jax.random.split(jax.random.key(0), 6))
     hs = hidden
     p = {"wi": _normal(next(keys), (5, 3 * hs)), "wh": _normal(next(keys), (hs, 3 * hs)), "bi": jnp.zeros(3 * hs),
-         "bh": jnp.zeros(3 * hs), "out1": _normal(next(keys), (hs, hs)), "out2": _normal(next(keys), (hs, 1))}
-    coords = _coords()
+         "bh": jnp.zeros(3 * hs), "out1": _normal(next(keys), (hs, hs)), "out2": _normal(next(keys), (hs, 1)),
+         "out1_b": jnp.zeros(hs), "out2_b": jnp.zeros(1)}
 
     @jax.jit
     def log_prob(p, x):
         b = x.shape[0]
-        prev = jnp.concatenate([jnp.zeros((b, 1)), x[:, :-1]], axis=1)[..., None]
-        u = jnp.concatenate([prev, jnp.broadcast_to(coords, (b, D, 4))], axis=-1)
-        u = jnp.swapaxes(u, 0, 1)  # (D, b, 5): time first
+        u = jnp.swapaxes(_sequence_inputs(x), 0, 1)  # (D, b, 5): time first
 
         def cell(h, u):  # a GRU cell as torch.nn.GRUCell writes it, then the read-out
             gi, gh = u @ p["wi"] + p["bi"], h @ p["wh"] + p["bh"]
             rz = jax.nn.sigmoid(gi[:, : 2 * hs] + gh[:, : 2 * hs])
             n = jnp.tanh(gi[:, 2 * hs :] + rz[:, :hs] * gh[:, 2 * hs :])
             h = (1 - rz[:, hs:]) * n + rz[:, hs:] * h
-            return h, (jax.nn.relu(h @ p["out1"]) @ p["out2"])[:, 0]
+            return h, (jax.nn.relu(h @ p["out1"] + p["out1_b"]) @ p["out2"] + p["out2_b"])[:, 0]
 
         _, logits = jax.lax.scan(cell, jnp.zeros((b, hs)), u)
         return _bernoulli(logits.T, x)
 
-    return lambda x: log_prob(p, x)
+    return p, log_prob
 
 
 def logistic_reference():
-    w = jnp.tril(_normal(jax.random.key(0), (D, D)), -1)
-    b = jnp.zeros(D)
-    f = jax.jit(lambda w, b, x: _bernoulli(x @ w.T + b, x))
-    return lambda x: f(w, b, x)
+    p = {"w": jnp.tril(_normal(jax.random.key(0), (D, D)), -1), "b": jnp.zeros(D)}
+    return p, jax.jit(lambda p, x: _bernoulli(x @ p["w"].T + p["b"], x))
 
 
 CASES = {
@@ -252,8 +252,8 @@ def main() -> None:
     x = jnp.asarray(np.random.default_rng(0).integers(0, 2, (args.batch, D)), jnp.float32)
     rows = []
     for case in args.cases:
-        ref = CASES[case][1]()
-        fns = {"reference": lambda ref=ref: ref(x)}
+        params, reference = CASES[case][1]()
+        fns = {"reference": lambda params=params, reference=reference: reference(params, x)}
         for order in args.orders:
             if case == "pixelcnn" and order != "raster":
                 continue  # PixelCNN's convolutions need raster order (it refuses others)

@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     x = jnp.asarray(np.random.default_rng(0).integers(0, 2, (args.batch, bench_reference.D)), jnp.float32)
-    reference = bench_reference.wavenet_reference()
+    ref_params, reference = bench_reference.wavenet_reference()
     model = randomize(bench_reference.model_for("wavenet", "raster"), jax.random.key(3), scale=0.2)
     shipped = wavenet.WaveNetConditioner.__call__
     variants = {
@@ -86,7 +86,7 @@ def main() -> None:
         "no biases": _variant(_taps, biases=False),
         "shifted products": _variant(_shifted_products),
     }
-    fns, values = {"reference": lambda: reference(x)}, {}
+    fns, values = {"reference": lambda: reference(ref_params, x)}, {}
     try:
         for name, call in variants.items():
             wavenet.WaveNetConditioner.__call__ = call
