@@ -390,23 +390,22 @@ class DiscretizedLogisticMixture(Head):
         logits = [params[:, j] for j in range(k)]
         norm = _logsumexp_of(logits)
         n = params.shape[0]
-        # the K components' level-independent terms as one (n K,) array each
-        centre, inv_s, log_gap = (
-            t.reshape(n, k) for t in _component_terms(_means(params, k).reshape(-1), params[:, 2 * k : 3 * k].reshape(-1), num)
-        )
+        # the K components' level-independent terms, computed as one flat (n K,) array each
+        means, log_scales = _means(params, k).reshape(-1), params[:, 2 * k : 3 * k].reshape(-1)
+        centre, inv_s, log_gap = (t.reshape(n, k) for t in _component_terms(means, log_scales, num))
         terms = [(centre[:, j], inv_s[:, j], log_gap[:, j]) for j in range(k)]
         columns = []
         for v in levels:
             first, last = v <= 0, v >= num - 1
             g, f = [], []
-            for j, (centre, inv_s, log_gap) in enumerate(terms):
-                u = v - centre
-                a, b = (u - 0.5) * inv_s, (u + 0.5) * inv_s
+            for j, (m, inv, gap) in enumerate(terms):  # component j's m, 1/s', log1mexp(1/s')
+                u = v - m
+                a, b = (u - 0.5) * inv, (u + 0.5) * inv
                 fa = jnp.where(first, 1.0, 1.0 + jnp.exp(-jnp.abs(a)))  # sigma(-a): all bins but the first
                 fb = jnp.where(last, 1.0, 1.0 + jnp.exp(-jnp.abs(b)))  # sigma(b): all bins but the last
                 ga = jnp.where(first, 0.0, -jax.nn.relu(a))
                 gb = jnp.where(last, 0.0, -jax.nn.relu(-b))
-                g.append(logits[j] - norm + ga + gb + jnp.where(first | last, 0.0, log_gap))
+                g.append(logits[j] - norm + ga + gb + jnp.where(first | last, 0.0, gap))
                 f.append(fa * fb)
             top = jax.lax.stop_gradient(functools.reduce(jnp.maximum, g))
             columns.append(top + jnp.log(sum(jnp.exp(gj - top) / fj for gj, fj in zip(g, f))))
