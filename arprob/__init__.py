@@ -20,6 +20,7 @@ from .ensembles import ensemble_log_prob as ensemble_log_prob
 from .ensembles import ensemble_sample as ensemble_sample
 from .ensembles import fit_order_agnostic as fit_order_agnostic
 from .ensembles import member_model as member_model
+from .errors import ArprobError as ArprobError
 from .errors import DataError as DataError
 from .errors import SpecError as SpecError
 from .evaluate import Evaluation as Evaluation
