@@ -9,6 +9,7 @@ from .checkpoint import load_checkpoint as load_checkpoint
 from .checkpoint import save_checkpoint as save_checkpoint
 from .conditioners import MADE as MADE
 from .conditioners import RNN as RNN
+from .conditioners import LinearGaussian as LinearGaussian
 from .conditioners import Logistic as Logistic
 from .conditioners import PixelCNN as PixelCNN
 from .conditioners import Table as Table

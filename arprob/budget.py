@@ -246,6 +246,15 @@ def _logistic(cond, var, spec, n, p):
                 fixed=n * p * f, lp=d + f + 2 * n * p, smp=n * p)
 
 
+@register_estimator("linear_gaussian")
+def _linear_gaussian(cond, var, spec, n, p):
+    d, f, _, _, _ = _sizes(spec)
+    # weights, bias, log-scale; the (n, F) bool connectivity and the encoder's tables; the fit's
+    # Gram matrix (1 + F + n)^2 and one (F, F) system at a time
+    return _est(cond, var, spec, n, p, params=n * (f + 2), buffers=n * f + 8 * (d + 1) * 2, build=n * d + n * f,
+                fixed=(1 + f + n) ** 2 + 2 * f * f, lp=d + f + 2 * n, smp=n * p)
+
+
 @register_estimator("made")
 def _made(cond, var, spec, n, p):
     d, f, s, _, c = _sizes(spec)

@@ -85,6 +85,15 @@ CASES: dict[str, Case] = {
         {"r": ar.Logistic(head=ar.heads.NumPyroHead("Laplace")), "s": ar.Logistic(head=ar.heads.NumPyroHead("Laplace"))},
         ordering=ar.Reverse(),
     ),
+    "linear-gaussian-mixed-snake-pairs": Case(
+        (ar.Categorical("c", 3), ar.Real("r", shape=(2, 2)), ar.Binary("b")),
+        {"r": ar.LinearGaussian(shrinkage=0.1)}, ordering=ar.Snake(), partition=ar.FixedSize(2),
+    ),
+    "linear-gaussian-parents-by-variable": Case(
+        (ar.Real("y", shape=(3,)), ar.Categorical("c", 3), ar.Real("z", shape=(2,))),
+        {"y": ar.LinearGaussian(), "z": ar.LinearGaussian(parents=("c",))},
+        ordering=ar.ByVariable(("c", "y", "z"), within=ar.Reverse()),
+    ),
     "made-evenodd-context": Case(
         (ar.Binary("x", shape=(2, 2)), _LABEL), {"x": _MADE}, ordering=ar.EvenOdd(), context_size=2,
     ),

@@ -5,6 +5,9 @@ from ..spec.registry import kinds
 from .base import ConditionalSpec as ConditionalSpec
 from .base import Conditioner as Conditioner
 from .base import ConditionerContext as ConditionerContext
+from .linear_gaussian import LinearGaussian as LinearGaussian
+from .linear_gaussian import LinearGaussianConditioner as LinearGaussianConditioner
+from .linear_gaussian import gaussian_moments as gaussian_moments
 from .logistic import Logistic as Logistic
 from .logistic import LogisticConditioner as LogisticConditioner
 from .made import MADE as MADE
