@@ -82,8 +82,8 @@ def test_exact_values_on_known_samples():
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: metrics.auroc([0.0, np.nan], [1.0]), r"in_scores\[1\] = nan is not finite"),
-        (lambda: metrics.aupr([0.0], [1.0, np.inf]), r"out_scores\[1\] = inf"),
+        (lambda: metrics.auroc([0.0, np.nan], [1.0]), r"in_scores\[1\] = nan; scores must be numbers or \+inf"),
+        (lambda: metrics.aupr([0.0], [1.0, -np.inf]), r"out_scores\[1\] = -inf"),
         (lambda: metrics.auroc([], [1.0]), "in_scores: expected at least one score"),
         (lambda: metrics.auroc(np.zeros((2, 2)), [1.0]), r"in_scores: expected a 1-D array.*\(2, 2\)"),
         (lambda: metrics.fpr_at_tpr([0.0], [1.0], 1.5), r"tpr must lie in \[0, 1\]; got 1.5"),
@@ -93,6 +93,17 @@ def test_exact_values_on_known_samples():
 def test_bad_scores_are_named(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_plus_inf_is_the_most_anomalous_score():
+    """A record of probability 0 (score +inf) ranks above every finite score, ties with other +inf."""
+    from sklearn.metrics import roc_auc_score
+
+    s_in, s_out = [0.0, 1.0, np.inf], [np.inf, 2.0, 0.5]
+    big = [0.0, 1.0, 1e300], [1e300, 2.0, 0.5]  # the same ranks with finite numbers
+    assert metrics.auroc(s_in, s_out) == roc_auc_score([0] * 3 + [1] * 3, big[0] + big[1])
+    assert metrics.aupr(s_in, s_out) == metrics.aupr(*big)
+    assert metrics.fpr_at_tpr(s_in, s_out, 0.95) == metrics.fpr_at_tpr(*big, 0.95)
 
 
 def test_plots_write_pngs(tmp_path):

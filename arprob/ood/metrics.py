@@ -18,15 +18,16 @@ __all__ = ["aupr", "auroc", "detection_rate", "fpr_at_tpr", "roc_curve"]
 
 
 def _scores(values: ArrayLike, name: str) -> np.ndarray:
-    """A finite, non-empty 1-D float64 array, or a ValueError naming ``name`` and the index."""
+    """A non-empty 1-D float64 array of numbers or ``+inf`` (a record of probability 0: the
+    most anomalous), or a ValueError naming ``name`` and the index of a NaN or ``-inf``."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 1:
         raise ValueError(f"{name}: expected a 1-D array of scores; got shape {np.shape(values)}.")
     if arr.size == 0:
         raise ValueError(f"{name}: expected at least one score; got an empty array.")
-    bad = np.flatnonzero(~np.isfinite(arr))
+    bad = np.flatnonzero(np.isnan(arr) | (arr == -np.inf))
     if bad.size:
-        raise ValueError(f"{name}[{bad[0]}] = {float(arr[bad[0]])} is not finite; scores must be finite numbers.")
+        raise ValueError(f"{name}[{bad[0]}] = {float(arr[bad[0]])}; scores must be numbers or +inf (probability 0).")
     return arr
 
 
@@ -71,7 +72,7 @@ def roc_curve(in_scores: ArrayLike, out_scores: ArrayLike) -> tuple[np.ndarray, 
     labels = np.concatenate([np.zeros(s_in.size), np.ones(s_out.size)])
     order = np.argsort(-scores, kind="mergesort")
     scores, labels = scores[order], labels[order]
-    last = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]  # last index of each distinct score
+    last = np.r_[np.flatnonzero(scores[1:] != scores[:-1]), scores.size - 1]  # last index of each distinct score
     tp = np.cumsum(labels)[last]
     fp = (last + 1) - tp
     fpr = np.r_[0.0, fp / s_in.size]
