@@ -1,5 +1,8 @@
 """Detection of out-of-distribution and adversarial inputs, the PixelDefend way.
 
+- ``AutoDetector``: a scikit-learn / PyOD-style detector that infers the columns, chooses its
+  own exact density model by held-out likelihood, and gives conformal p-values, FDR flags
+  and per-column explanations.
 - ``Detector``: scores (NLL, likelihood ratio, complexity-corrected), rank p-values
   against calibration data, a threshold for a target false-positive rate, decisions;
   saved and loaded without pickle.
@@ -13,10 +16,15 @@ See docs/ood.md.
 """
 
 from . import attacks as attacks
+from . import conformal as conformal
 from . import metrics as metrics
 from . import plots as plots
 from . import shifts as shifts
+from .auto import AutoDetector as AutoDetector
+from .auto import Explanation as Explanation
 from .complexity import complexity_bits as complexity_bits
+from .conformal import benjamini_hochberg as benjamini_hochberg
+from .conformal import conformal_p_values as conformal_p_values
 from .detector import CORRECTIONS as CORRECTIONS
 from .detector import Detection as Detection
 from .detector import Detector as Detector

@@ -1,0 +1,450 @@
+"""``AutoDetector``: an outlier detector that builds its own density model from the data.
+
+scikit-learn estimator, PyOD detector interface (``fit``, ``decision_function``,
+``predict``, ``predict_proba``, ``decision_scores_``, ``threshold_``, ``labels_``,
+``contamination``), plus conformal p-values, Benjamini–Hochberg flags at a target FDR and
+per-column explanations. See docs/ood.md, "Automatic detector".
+
+``fit``:
+
+1. infer each column's kind (``arprob.ood.columns``) and encode the records;
+2. split the records into ``K`` folds (5 below 2,000 records, else 3) and, on each,
+   fit every candidate on the other folds and score the held-out one (closed forms,
+   ``arprob.ood.tabular``): discrete structures (independent tables, Chow–Liu tree,
+   BIC search), the linear-Gaussian reals at several shrinkages, and ensembles
+   (log-mean-exp) over orderings of the reals and over the best structures;
+3. keep the candidate with the best mean held-out log-likelihood, refit it on all records;
+4. the out-of-fold scores of the chosen candidate are the calibration scores of the
+   conformal p-values (cross-conformal: every record calibrates, none is scored by a
+   model that saw it) and PyOD's ``decision_scores_``.
+
+The score of a record is its negative log-likelihood in nats over its observed entries
+(missing entries marginalised, ``arprob.ood.tabular``); a state never seen in training has
+probability 0 and score ``+inf``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, OutlierMixin
+
+from ..checkpoint import CheckpointError, read_npy, read_verified, write_verified
+from ..errors import DataError
+from ..structure import bic_search, chow_liu
+from .columns import Column, as_columns, element_names, encode, infer_schema
+from .conformal import benjamini_hochberg, conformal_p_values
+from .tabular import Gaussian, Tables, logsumexp, onehot
+
+FORMAT = "arprob.auto_detector/1"
+SHRINKAGES = (0.0, 0.01, 0.1, 1.0)
+NUM_ORDERINGS = 4
+
+
+@dataclass
+class Member:
+    """One closed-form density: discrete ``tables`` (or None) and ``gaussian`` reals (or None)."""
+
+    tables: Tables | None
+    gaussian: Gaussian | None
+
+    def log_prob(self, codes: np.ndarray, reals: np.ndarray, freqs: list[np.ndarray], k: np.ndarray) -> np.ndarray:
+        out = np.zeros(codes.shape[0])
+        if self.tables is not None:
+            out += self.tables.log_prob(codes)
+        if self.gaussian is not None:
+            out += self.gaussian.log_prob(onehot(codes, k, freqs), reals)
+        return out
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Per-column contributions (nats) to each record's score: ``values[i, j]`` is
+    ``-log p(x_j | x_<j)`` in the model's column order (0 for a missing entry); each row
+    sums to the record's score. ``unseen[i]`` names the columns whose value was never seen
+    in training (probability 0)."""
+
+    columns: tuple[str, ...]
+    values: np.ndarray
+    unseen: tuple[tuple[str, ...], ...]
+
+    def top(self, i: int, k: int = 3) -> list[tuple[str, float]]:
+        """The ``k`` columns that cost record ``i`` the most."""
+        order = np.argsort(-self.values[i], kind="mergesort")[:k]
+        return [(self.columns[j], float(self.values[i, j])) for j in order]
+
+
+class AutoDetector(OutlierMixin, BaseEstimator):
+    """Outlier detector over an exact density model chosen by held-out likelihood.
+
+    Arguments:
+        contamination: expected fraction of outliers in the training data; sets
+            ``threshold_`` (PyOD's convention) for ``predict``.
+        time_budget: seconds for the structure search and candidates (``None``: 2 s plus
+            1 s per 10,000 table cells, at most 10 s); candidates not reached are listed
+            as skipped in ``report_``.
+        kinds: column name -> ``"real"``, ``"categorical"`` or ``"ordinal"``, overriding the
+            inferred kinds (``arprob.ood.columns``).
+        max_categories: integer columns with at most this many distinct values are
+            categorical.
+        prior: Dirichlet smoothing of the count tables.
+        random_state: seed of the folds and of the orderings of the ensembles.
+        verbose: print the candidates table after ``fit``.
+    """
+
+    def __init__(
+        self,
+        contamination: float = 0.1,
+        time_budget: float | None = None,
+        kinds: dict[str, str] | None = None,
+        max_categories: int = 20,
+        prior: float = 1.0,
+        random_state: int = 0,
+        verbose: bool = False,
+    ) -> None:
+        self.contamination = contamination
+        self.time_budget = time_budget
+        self.kinds = kinds
+        self.max_categories = max_categories
+        self.prior = prior
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X: Any, y: Any = None) -> "AutoDetector":
+        """Infer the columns, choose and fit the density model, calibrate. Returns ``self``."""
+        if not (isinstance(self.contamination, (int, float)) and 0 < self.contamination <= 0.5):
+            raise DataError(f"contamination must lie in (0, 0.5]; got {self.contamination!r}.")
+        start = time.perf_counter()
+        columns = as_columns(X)
+        self.schema_ = infer_schema(columns, self.kinds, self.max_categories)
+        codes, reals = encode(self.schema_, columns)
+        n = codes.shape[0]
+        if n < 4:
+            raise DataError(f"AutoDetector.fit needs at least 4 records; got {n}.")
+        self.num_values_ = self._num_values()
+        cells = n * (codes.shape[1] + reals.shape[1])
+        budget = self.time_budget if self.time_budget is not None else min(10.0, 2.0 + cells / 1e4)
+        deadline = start + float(budget)
+        folds = _folds(n, 5 if n < 2000 else 3, self.random_state)
+        heldout, report = self._select(codes, reals, folds, deadline)
+        best = max(heldout, key=lambda name: np.mean(heldout[name]) if np.all(np.isfinite(heldout[name])) else -np.inf)
+        self.chosen_ = best
+        self.members_ = self._fit_candidate(best, codes, reals, deadline=None)
+        self.calibration_ = np.sort(-heldout[best])
+        self.decision_scores_ = -heldout[best]
+        self.threshold_ = float(np.percentile(self.decision_scores_, 100.0 * (1.0 - self.contamination)))
+        self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
+        self.report_ = {"chosen": best, "folds": len(folds), "time_budget": float(budget),
+                        "seconds": time.perf_counter() - start, "candidates": report}
+        if self.verbose:
+            print(self.report_table())
+        return self
+
+    def _num_values(self) -> np.ndarray:
+        k = []
+        for c in self.schema_:
+            if c.kind == "categorical":
+                k.append(max(1, len(c.states)))
+            elif c.kind == "ordinal":
+                k.extend([max(1, c.levels)] * c.size)
+        return np.asarray(k, np.int64)
+
+    def _freqs(self, codes: np.ndarray) -> list[np.ndarray]:
+        out = []
+        for j, kj in enumerate(self.num_values_):
+            c = np.bincount(codes[codes[:, j] >= 0, j], minlength=kj).astype(float) + self.prior
+            out.append(c / c.sum())
+        return out
+
+    def _candidates(self, num_discrete: int, num_real: int) -> list[str]:
+        names = []
+        structures = ["independent"] + (["chow-liu", "bic"] if num_discrete >= 2 else [])
+        shrinkages = [f"gauss({s:g})" for s in SHRINKAGES] if num_real else [""]
+        for s in structures if num_discrete else [""]:
+            for g in shrinkages:
+                names.append("+".join(p for p in (s, g) if p))
+        if num_real >= 2 or len(structures) > 1:
+            names.append("ensemble")
+        return names
+
+    def _fit_candidate(self, name: str, codes: np.ndarray, reals: np.ndarray, deadline: float | None,
+                       cache: dict | None = None) -> list[Member]:
+        """The members of candidate ``name`` fitted on these records."""
+        if name == "ensemble":
+            return [m for sub in self.ensemble_members_ for m in self._fit_candidate(sub, codes, reals, deadline, cache)]
+        parts = dict(_parse(name))
+        cache = {} if cache is None else cache
+        tables = None
+        if codes.shape[1]:
+            key = ("tables", parts.get("structure", "independent"))
+            if key not in cache:
+                order, parents = self._structure(parts.get("structure", "independent"), codes, deadline)
+                cache[key] = Tables.fit(codes, self.num_values_, order, parents, self.prior)
+            tables = cache[key]
+        gaussian = None
+        if reals.shape[1]:
+            key = ("gauss", parts["shrinkage"], parts.get("order"))
+            if key not in cache:
+                order = _ordering(reals.shape[1], parts.get("order", 0), self.random_state)
+                feats = onehot(codes, self.num_values_, self._freqs(codes))
+                cache[key] = Gaussian.fit(feats, reals, parts["shrinkage"], order)
+            gaussian = cache[key]
+        return [Member(tables, gaussian)]
+
+    def _structure(self, kind: str, codes: np.ndarray, deadline: float | None) -> tuple[list[int], list[list[int]]]:
+        d = codes.shape[1]
+        if kind == "independent" or d < 2:
+            return list(range(d)), [[] for _ in range(d)]
+        named = {str(j): codes[:, j] for j in range(d)}
+        k = {str(j): int(self.num_values_[j]) for j in range(d)}
+        if kind == "chow-liu":
+            order, parents = chow_liu(named, k)
+        else:
+            left = 1.0 if deadline is None else max(0.05, (deadline - time.perf_counter()) / 6)
+            order, parents = bic_search(named, k, time_budget=left)
+        return [int(o) for o in order], [[int(p) for p in parents[str(j)]] for j in range(d)]
+
+    def _select(self, codes, reals, folds, deadline) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+        n = codes.shape[0]
+        names = [c for c in self._candidates(codes.shape[1], reals.shape[1]) if c != "ensemble"]
+        heldout, report, caches = {}, [], [dict() for _ in folds]
+        for name in names:
+            if time.perf_counter() > deadline and heldout:
+                report.append({"name": name, "heldout_nll": None, "seconds": 0.0, "skipped": "time budget"})
+                continue
+            t = time.perf_counter()
+            heldout[name] = self._heldout(name, codes, reals, folds, deadline, caches)
+            report.append({"name": name, "heldout_nll": _mean_nll(heldout[name]), "seconds": time.perf_counter() - t})
+        # ensembles: orderings of the reals at the best shrinkage, over the two best structures
+        ranked = sorted(heldout, key=lambda c: -_mean_ll(heldout[c]))
+        members = []
+        best_structures = list(dict.fromkeys(dict(_parse(c)).get("structure") for c in ranked))[:2]
+        best_shrinkage = next((dict(_parse(c)).get("shrinkage") for c in ranked), None)
+        orders = range(NUM_ORDERINGS) if reals.shape[1] >= 2 else range(1)
+        for s in best_structures:
+            for o in orders:
+                parts = [p for p in (s, None if best_shrinkage is None else f"gauss({best_shrinkage:g})") if p]
+                members.append("+".join(parts) + (f"@{o}" if o else ""))
+        if len(members) >= 2 and time.perf_counter() < deadline:
+            t = time.perf_counter()
+            for m in members:
+                if m not in heldout:
+                    heldout[m] = self._heldout(m, codes, reals, folds, deadline, caches)
+            stacked = np.stack([heldout[m] for m in members])
+            heldout["ensemble"] = logsumexp(stacked, 0) - math.log(len(members))
+            self.ensemble_members_ = members
+            report.append({"name": f"ensemble of {len(members)}", "heldout_nll": _mean_nll(heldout["ensemble"]),
+                           "seconds": time.perf_counter() - t, "members": members})
+        for m in members:
+            if m not in names and m in heldout:
+                del heldout[m]
+        assert all(v.shape == (n,) for v in heldout.values())
+        return heldout, report
+
+    def _heldout(self, name, codes, reals, folds, deadline, caches) -> np.ndarray:
+        out = np.empty(codes.shape[0])
+        for f, test in enumerate(folds):
+            train = np.setdiff1d(np.arange(codes.shape[0]), test)
+            members = self._fit_candidate(name, codes[train], reals[train], deadline, caches[f])
+            freqs = self._freqs(codes[train])
+            out[test] = self._member_log_prob(members, codes[test], reals[test], freqs)
+        return out
+
+    def _member_log_prob(self, members, codes, reals, freqs=None) -> np.ndarray:
+        freqs = self.frequencies_ if freqs is None else freqs
+        lps = np.stack([m.log_prob(codes, reals, freqs, self.num_values_) for m in members])
+        return logsumexp(lps, 0) - math.log(len(members)) if len(members) > 1 else lps[0]
+
+    @property
+    def frequencies_(self) -> list[np.ndarray]:
+        tables = self.members_[0].tables
+        return tables.frequencies if tables is not None else []
+
+    # ------------------------------------------------------------------ scoring
+    def _encode(self, X) -> tuple[np.ndarray, np.ndarray]:
+        if not hasattr(self, "members_"):
+            raise DataError("This AutoDetector is not fitted yet; call fit(X) first.")
+        return encode(self.schema_, as_columns(X))
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """``log p(observed entries)`` of each record, nats (scikit-learn's convention: higher = more normal)."""
+        codes, reals = self._encode(X)
+        return self._member_log_prob(self.members_, codes, reals)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Anomaly score (PyOD's convention: higher = more anomalous): the negative
+        log-likelihood in nats of the observed entries; ``+inf`` where the probability is 0."""
+        return -self.score_samples(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """1 for an outlier (score above ``threshold_``), 0 for an inlier (PyOD's labels)."""
+        return (self.decision_function(X) > self.threshold_).astype(int)
+
+    def predict_proba(self, X: Any, method: str = "linear") -> np.ndarray:
+        """``(n, 2)`` inlier / outlier probabilities from the training scores, as PyOD does:
+        ``"linear"`` min-max scaling, ``"unify"`` the Gaussian-CDF unification of Kriegel et al."""
+        s = self.decision_function(X)
+        train = self.decision_scores_[np.isfinite(self.decision_scores_)]
+        if method == "linear":
+            lo, hi = train.min(), train.max()
+            with np.errstate(invalid="ignore"):
+                p = np.clip((s - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
+        elif method == "unify":
+            from math import erf, sqrt
+
+            mu, sd = train.mean(), train.std() or 1.0
+            p = np.array([1.0 if math.isinf(v) else max(0.0, erf((v - mu) / (sd * sqrt(2.0)))) for v in s])
+        else:
+            raise DataError(f"predict_proba: method must be 'linear' or 'unify'; got {method!r}.")
+        return np.stack([1.0 - p, p], 1)
+
+    def p_values(self, X: Any) -> np.ndarray:
+        """Conformal p-values against the out-of-fold training scores (``arprob.ood.conformal``)."""
+        return conformal_p_values(self.calibration_, self.decision_function(X))
+
+    def flag(self, X: Any, fdr: float = 0.1) -> np.ndarray:
+        """Records flagged by Benjamini–Hochberg at false discovery rate ``fdr`` on the conformal p-values."""
+        return benjamini_hochberg(self.p_values(X), fdr)
+
+    def explain(self, X: Any) -> Explanation:
+        """Per-column contributions by the chain rule over columns in model order:
+        ``-log p(x_j | x_<j)``, each term a difference of marginals (missing entries and the
+        later columns marginalised), so a row sums to the record's score exactly."""
+        codes, reals = self._encode(X)
+        disc_names, real_names = element_names(self.schema_)
+        discrete_cols = [c for c in self.schema_ if c.kind != "real"]
+        real_cols = [c for c in self.schema_ if c.kind == "real"]
+        gaussian = self.members_[0].gaussian
+        real_order = list(gaussian.order) if gaussian is not None else []
+        spans, j = [], 0
+        for c in discrete_cols:
+            spans.append((c.name, "d", np.arange(j, j + c.size)))
+            j += c.size
+        spans += [(real_cols[r].name, "r", np.array([r])) for r in real_order]
+        hidden_codes = np.full_like(codes, -1)
+        hidden_reals = np.full_like(reals, np.nan)
+        previous = np.zeros(codes.shape[0])
+        values = np.zeros((codes.shape[0], len(spans)))
+        for i, (_, part, idx) in enumerate(spans):
+            if part == "d":
+                hidden_codes[:, idx] = codes[:, idx]
+            else:
+                hidden_reals[:, idx] = reals[:, idx]
+            current = self._member_log_prob(self.members_, hidden_codes, hidden_reals)
+            with np.errstate(invalid="ignore"):
+                values[:, i] = np.where(np.isneginf(previous), 0.0, previous - current)
+            previous = current
+        unseen = tuple(tuple(name for name, part, idx in spans if part == "d" and np.any(codes[r, idx] == -2))
+                       for r in range(codes.shape[0]))
+        del disc_names, real_names
+        return Explanation(columns=tuple(name for name, _, _ in spans), values=values, unseen=unseen)
+
+    # ------------------------------------------------------------------ report
+    def report_table(self) -> str:
+        """The candidates as a Markdown table (held-out NLL per record, seconds)."""
+        rows = ["| candidate | held-out NLL (nats) | seconds |", "|---|---|---|"]
+        for c in self.report_["candidates"]:
+            nll = "skipped (" + c["skipped"] + ")" if c.get("skipped") else f"{c['heldout_nll']:.4f}"
+            mark = " **chosen**" if c["name"].split(" of ")[0] == self.chosen_.split(" of ")[0] else ""
+            rows.append(f"| {c['name']}{mark} | {nll} | {c['seconds']:.2f} |")
+        return "\n".join(rows)
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fitted detector atomically in arprob's verified container (no pickle):
+        settings, columns and report in the JSON header, arrays as ``.npy`` records."""
+        arrays: dict[str, np.ndarray] = {"calibration": self.calibration_, "decision_scores": self.decision_scores_}
+        members = []
+        for i, m in enumerate(self.members_):
+            entry: dict[str, Any] = {}
+            if m.tables is not None:
+                entry["tables"] = {"order": m.tables.order, "parents": m.tables.parents}
+                for j, t in enumerate(m.tables.log_tables):
+                    arrays[f"m{i}.t{j}"] = t
+                for j, fr in enumerate(m.tables.frequencies):
+                    arrays[f"m{i}.f{j}"] = fr
+            if m.gaussian is not None:
+                entry["gaussian"] = True
+                for field in ("order", "weight_real", "weight_feat", "bias", "var"):
+                    arrays[f"m{i}.{field}"] = np.asarray(getattr(m.gaussian, field))
+            members.append(entry)
+        buf = io.BytesIO()
+        for a in arrays.values():
+            np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+        segment = buf.getvalue()
+        header = {
+            "format": FORMAT, "params": self.get_params(), "columns": [c.to_json() for c in self.schema_],
+            "num_values": self.num_values_.tolist(), "chosen": self.chosen_, "threshold": self.threshold_,
+            "report": self.report_, "members": members, "arrays": list(arrays), "segments": {"arrays": len(segment)},
+        }
+        write_verified(path, header, [segment])
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "AutoDetector":
+        """Read a file written by ``save`` (``CheckpointError`` naming the file and key if damaged)."""
+        header, payload = read_verified(path, FORMAT, ("arrays",))
+        where = f"AutoDetector file {str(path)!r}"
+        try:
+            det = cls(**header["params"])
+            det.schema_ = tuple(Column.from_json(c) for c in header["columns"])
+            det.num_values_ = np.asarray(header["num_values"], np.int64)
+            det.chosen_, det.threshold_, det.report_ = str(header["chosen"]), float(header["threshold"]), header["report"]
+            f = io.BytesIO(payload)
+            arrays = {name: read_npy(f, f"{where}, array {name!r}") for name in header["arrays"]}
+            det.calibration_ = np.asarray(arrays["calibration"], np.float64)
+            det.decision_scores_ = np.asarray(arrays["decision_scores"], np.float64)
+            det.labels_ = (det.decision_scores_ > det.threshold_).astype(int)
+            det.members_ = []
+            for i, entry in enumerate(header["members"]):
+                tables = gaussian = None
+                if "tables" in entry:
+                    d = len(det.num_values_)
+                    tables = Tables(num_values=det.num_values_, parents=[list(map(int, p)) for p in entry["tables"]["parents"]],
+                                    order=[int(o) for o in entry["tables"]["order"]],
+                                    log_tables=[arrays[f"m{i}.t{j}"] for j in range(d)],
+                                    frequencies=[arrays[f"m{i}.f{j}"] for j in range(d)])
+                if entry.get("gaussian"):
+                    gaussian = Gaussian(**{k: arrays[f"m{i}.{k}"] for k in ("order", "weight_real", "weight_feat",
+                                                                            "bias", "var")})
+                det.members_.append(Member(tables, gaussian))
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise CheckpointError(f"{where}: malformed header or arrays ({err!r}).") from err
+        if np.any(np.isnan(det.calibration_)) or np.any(np.diff(det.calibration_) < 0):
+            raise CheckpointError(f"{where}: calibration scores must be sorted numbers.")
+        return det
+
+
+def _folds(n: int, k: int, seed: int) -> list[np.ndarray]:
+    perm = np.random.default_rng(seed).permutation(n)
+    return [np.sort(f) for f in np.array_split(perm, k)]
+
+
+def _ordering(r: int, index: int, seed: int) -> np.ndarray:
+    return np.arange(r) if index == 0 else np.random.default_rng([seed, index]).permutation(r)
+
+
+def _parse(name: str):
+    """``"chow-liu+gauss(0.1)@2"`` -> structure, shrinkage, order."""
+    base, _, order = name.partition("@")
+    if order:
+        yield "order", int(order)
+    for part in base.split("+"):
+        if part.startswith("gauss("):
+            yield "shrinkage", float(part[6:-1])
+        elif part:
+            yield "structure", part
+
+
+def _mean_ll(ll: np.ndarray) -> float:
+    return float(np.mean(ll)) if np.all(np.isfinite(ll)) else -np.inf
+
+
+def _mean_nll(ll: np.ndarray) -> float:
+    return -_mean_ll(ll)
