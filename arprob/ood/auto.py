@@ -43,24 +43,65 @@ from .conformal import benjamini_hochberg, conformal_p_values
 from .tabular import Gaussian, Tables, logsumexp, onehot
 
 FORMAT = "arprob.auto_detector/1"
-SHRINKAGES = (0.0, 0.01, 0.1, 1.0)
+PRIORITY_SHRINKAGES = (0.01, 0.1, 0.0, 1.0)
+MIXTURES = (2, 3, 5)
+MIXTURE_SHRINKAGE = 0.1
+EM_ITERATIONS = 30
 NUM_ORDERINGS = 4
 
 
 @dataclass
 class Member:
-    """One closed-form density: discrete ``tables`` (or None) and ``gaussian`` reals (or None)."""
+    """One closed-form density: discrete ``tables`` (or None) and ``gaussian`` reals (or None),
+    with its mixture weight ``log_weight`` (0 for a single model)."""
 
     tables: Tables | None
     gaussian: Gaussian | None
+    log_weight: float = 0.0
+    shift: np.ndarray | None = None
 
     def log_prob(self, codes: np.ndarray, reals: np.ndarray, freqs: list[np.ndarray], k: np.ndarray) -> np.ndarray:
         out = np.zeros(codes.shape[0])
         if self.tables is not None:
             out += self.tables.log_prob(codes)
         if self.gaussian is not None:
-            out += self.gaussian.log_prob(onehot(codes, k, freqs), reals)
+            y, log_jacobian = log_transform(reals, self.shift)
+            out += self.gaussian.log_prob(onehot(codes, k, freqs), y) + log_jacobian
         return out
+
+
+def log_transform(reals: np.ndarray, shift: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``y_j = log(x_j + shift_j)`` where ``shift_j`` is a number (NaN: ``y_j = x_j``), and
+    ``log |dy/dx|`` summed over the observed entries of each record (change of variables:
+    ``log p_x(x) = log p_y(y) + log |dy/dx|``). ``x_j + shift_j <= 0`` is outside the
+    support: ``y = -inf``, probability 0."""
+    if shift is None or not np.any(~np.isnan(shift)):
+        return reals, np.zeros(reals.shape[0])
+    cols = ~np.isnan(shift)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        moved = reals[:, cols] + shift[cols]
+        logs = np.where(moved > 0, np.log(np.where(moved > 0, moved, 1.0)), -np.inf)
+        logs = np.where(np.isnan(moved), np.nan, logs)
+    y = reals.copy()
+    y[:, cols] = logs
+    jac = -np.nansum(np.where(np.isinf(logs), 0.0, logs), 1)
+    jac[np.any(np.isneginf(logs), 1)] = -np.inf
+    return y, jac
+
+
+def log_shifts(reals: np.ndarray) -> np.ndarray | None:
+    """Columns that get ``log(x + shift)``: non-negative in training and right-skewed
+    (skewness > 1); ``shift`` = the column's median, or a thousandth of its maximum when
+    the median is 0. None when no column qualifies."""
+    shift = np.full(reals.shape[1], np.nan)
+    for j, col in enumerate(reals.T):
+        v = col[~np.isnan(col)]
+        if v.size < 3 or v.min() < 0 or v.std() == 0:
+            continue
+        if np.mean(((v - v.mean()) / v.std()) ** 3) > 1.0:
+            med = float(np.median(v))
+            shift[j] = med if med > 0 else max(float(v.max()) / 1000.0, 1e-12)
+    return shift if np.any(~np.isnan(shift)) else None
 
 
 @dataclass(frozen=True)
@@ -86,8 +127,8 @@ class AutoDetector(OutlierMixin, BaseEstimator):
     Arguments:
         contamination: expected fraction of outliers in the training data; sets
             ``threshold_`` (PyOD's convention) for ``predict``.
-        time_budget: seconds for the structure search and candidates (``None``: 2 s plus
-            1 s per 10,000 table cells, at most 10 s); candidates not reached are listed
+        time_budget: seconds for the structure search and candidates (``None``: 1 s plus
+            1 s per 10,000 table cells, at most 8 s); candidates not reached are listed
             as skipped in ``report_``.
         kinds: column name -> ``"real"``, ``"categorical"`` or ``"ordinal"``, overriding the
             inferred kinds (``arprob.ood.columns``).
@@ -129,8 +170,9 @@ class AutoDetector(OutlierMixin, BaseEstimator):
         if n < 4:
             raise DataError(f"AutoDetector.fit needs at least 4 records; got {n}.")
         self.num_values_ = self._num_values()
+        self.log_shifts_ = log_shifts(reals)
         cells = n * (codes.shape[1] + reals.shape[1])
-        budget = self.time_budget if self.time_budget is not None else min(10.0, 2.0 + cells / 1e4)
+        budget = self.time_budget if self.time_budget is not None else min(8.0, 1.0 + cells / 1e4)
         deadline = start + float(budget)
         folds = _folds(n, 5 if n < 2000 else 3, self.random_state)
         heldout, report = self._select(codes, reals, folds, deadline)
@@ -163,22 +205,34 @@ class AutoDetector(OutlierMixin, BaseEstimator):
             out.append(c / c.sum())
         return out
 
-    def _candidates(self, num_discrete: int, num_real: int) -> list[str]:
+    def _candidates(self, num_discrete: int, num_real: int, n: int) -> list[str]:
+        """Candidate names, most promising first (the time budget may stop the list):
+        each shrinkage (0.01 first) with each structure (Chow–Liu first), the log-scale
+        reals beside the plain ones, a mixture after every second round."""
+        structures = (["chow-liu", "bic"] if num_discrete >= 2 else []) + ["independent"] if num_discrete else [""]
+        rounds = []
+        for shrinkage in PRIORITY_SHRINKAGES if num_real else [None]:
+            kinds = ["gauss"] + (["log-gauss"] if num_real and self.log_shifts_ is not None else [])
+            gauss = [f"{k}({shrinkage:g})" for k in kinds] if shrinkage is not None else [""]
+            rounds.append(["+".join(p for p in (s, g) if p) for g in gauss for s in structures])
+        mixtures = [[f"mixture({k})"] for k in MIXTURES if n >= 30 * k]
         names = []
-        structures = ["independent"] + (["chow-liu", "bic"] if num_discrete >= 2 else [])
-        shrinkages = [f"gauss({s:g})" for s in SHRINKAGES] if num_real else [""]
-        for s in structures if num_discrete else [""]:
-            for g in shrinkages:
-                names.append("+".join(p for p in (s, g) if p))
-        if num_real >= 2 or len(structures) > 1:
-            names.append("ensemble")
+        for i, r in enumerate(rounds):
+            names += r
+            if i % 2 == 0 and mixtures:
+                names += mixtures.pop(0)
+        for m in mixtures:
+            names += m
         return names
 
     def _fit_candidate(self, name: str, codes: np.ndarray, reals: np.ndarray, deadline: float | None,
                        cache: dict | None = None) -> list[Member]:
         """The members of candidate ``name`` fitted on these records."""
         if name == "ensemble":
-            return [m for sub in self.ensemble_members_ for m in self._fit_candidate(sub, codes, reals, deadline, cache)]
+            members = [m for sub in self.ensemble_members_ for m in self._fit_candidate(sub, codes, reals, deadline, cache)]
+            return [Member(m.tables, m.gaussian, -math.log(len(members)), m.shift) for m in members]
+        if name.startswith("mixture("):
+            return self._fit_mixture(int(name[8:-1]), codes, reals)
         parts = dict(_parse(name))
         cache = {} if cache is None else cache
         tables = None
@@ -190,13 +244,40 @@ class AutoDetector(OutlierMixin, BaseEstimator):
             tables = cache[key]
         gaussian = None
         if reals.shape[1]:
-            key = ("gauss", parts["shrinkage"], parts.get("order"))
+            shift = self.log_shifts_ if parts.get("log") else None
+            key = ("gauss", parts["shrinkage"], parts.get("order"), bool(parts.get("log")))
             if key not in cache:
                 order = _ordering(reals.shape[1], parts.get("order", 0), self.random_state)
                 feats = onehot(codes, self.num_values_, self._freqs(codes))
-                cache[key] = Gaussian.fit(feats, reals, parts["shrinkage"], order)
+                cache[key] = Gaussian.fit(feats, log_transform(reals, shift)[0], parts["shrinkage"], order)
             gaussian = cache[key]
+            return [Member(tables, gaussian, 0.0, shift)]
         return [Member(tables, gaussian)]
+
+    def _fit_mixture(self, k: int, codes: np.ndarray, reals: np.ndarray) -> list[Member]:
+        """``k`` components by EM (``EM_ITERATIONS``), each independent tables for the discrete
+        columns (a latent class model) and a linear-Gaussian for the reals (shrinkage
+        ``MIXTURE_SHRINKAGE``); started from a hard assignment to ``k`` random records by
+        distance on standardised, one-hot features."""
+        n, d = codes.shape
+        freqs = self._freqs(codes)
+        feats = onehot(codes, self.num_values_, freqs)
+        z = np.concatenate([feats, np.nan_to_num((reals - np.nanmean(reals, 0)) / (np.nanstd(reals, 0) + 1e-12))], 1)
+        rng = np.random.default_rng([self.random_state, k])
+        centres = z[rng.choice(n, k, replace=False)]
+        resp = np.eye(k)[np.argmin(((z[:, None] - centres[None]) ** 2).sum(-1), 1)]
+        members: list[Member] = []
+        for _ in range(EM_ITERATIONS):
+            weight = resp.sum(0) + 1e-9
+            members = [Member(Tables.fit(codes, self.num_values_, list(range(d)), [[] for _ in range(d)], self.prior,
+                                         weights=resp[:, c]) if d else None,
+                              Gaussian.fit(feats, reals, MIXTURE_SHRINKAGE, weights=resp[:, c] + 1e-9)
+                              if reals.shape[1] else None,
+                              math.log(weight[c] / weight.sum())) for c in range(k)]
+            joint = np.stack([m.log_prob(codes, reals, freqs, self.num_values_) + m.log_weight for m in members], 1)
+            norm = logsumexp(joint, 1)
+            resp = np.exp(joint - np.where(np.isfinite(norm), norm, 0.0)[:, None])
+        return members
 
     def _structure(self, kind: str, codes: np.ndarray, deadline: float | None) -> tuple[list[int], list[list[int]]]:
         d = codes.shape[1]
@@ -213,7 +294,7 @@ class AutoDetector(OutlierMixin, BaseEstimator):
 
     def _select(self, codes, reals, folds, deadline) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
         n = codes.shape[0]
-        names = [c for c in self._candidates(codes.shape[1], reals.shape[1]) if c != "ensemble"]
+        names = self._candidates(codes.shape[1], reals.shape[1], n)
         heldout, report, caches = {}, [], [dict() for _ in folds]
         for name in names:
             if time.perf_counter() > deadline and heldout:
@@ -223,14 +304,14 @@ class AutoDetector(OutlierMixin, BaseEstimator):
             heldout[name] = self._heldout(name, codes, reals, folds, deadline, caches)
             report.append({"name": name, "heldout_nll": _mean_nll(heldout[name]), "seconds": time.perf_counter() - t})
         # ensembles: orderings of the reals at the best shrinkage, over the two best structures
-        ranked = sorted(heldout, key=lambda c: -_mean_ll(heldout[c]))
+        ranked = sorted((c for c in heldout if not c.startswith("mixture(")), key=lambda c: -_mean_ll(heldout[c]))
         members = []
         best_structures = list(dict.fromkeys(dict(_parse(c)).get("structure") for c in ranked))[:2]
-        best_shrinkage = next((dict(_parse(c)).get("shrinkage") for c in ranked), None)
+        best_gauss = next((p for c in ranked for p in c.partition("@")[0].split("+") if "gauss(" in p), None)
         orders = range(NUM_ORDERINGS) if reals.shape[1] >= 2 else range(1)
         for s in best_structures:
             for o in orders:
-                parts = [p for p in (s, None if best_shrinkage is None else f"gauss({best_shrinkage:g})") if p]
+                parts = [p for p in (s, best_gauss) if p]
                 members.append("+".join(parts) + (f"@{o}" if o else ""))
         if len(members) >= 2 and time.perf_counter() < deadline:
             t = time.perf_counter()
@@ -259,8 +340,8 @@ class AutoDetector(OutlierMixin, BaseEstimator):
 
     def _member_log_prob(self, members, codes, reals, freqs=None) -> np.ndarray:
         freqs = self.frequencies_ if freqs is None else freqs
-        lps = np.stack([m.log_prob(codes, reals, freqs, self.num_values_) for m in members])
-        return logsumexp(lps, 0) - math.log(len(members)) if len(members) > 1 else lps[0]
+        lps = np.stack([m.log_prob(codes, reals, freqs, self.num_values_) + m.log_weight for m in members])
+        return logsumexp(lps, 0) if len(members) > 1 else lps[0]
 
     @property
     def frequencies_(self) -> list[np.ndarray]:
@@ -363,7 +444,9 @@ class AutoDetector(OutlierMixin, BaseEstimator):
         arrays: dict[str, np.ndarray] = {"calibration": self.calibration_, "decision_scores": self.decision_scores_}
         members = []
         for i, m in enumerate(self.members_):
-            entry: dict[str, Any] = {}
+            entry: dict[str, Any] = {"log_weight": m.log_weight}
+            if m.shift is not None:
+                arrays[f"m{i}.shift"] = m.shift
             if m.tables is not None:
                 entry["tables"] = {"order": m.tables.order, "parents": m.tables.parents}
                 for j, t in enumerate(m.tables.log_tables):
@@ -413,7 +496,7 @@ class AutoDetector(OutlierMixin, BaseEstimator):
                 if entry.get("gaussian"):
                     gaussian = Gaussian(**{k: arrays[f"m{i}.{k}"] for k in ("order", "weight_real", "weight_feat",
                                                                             "bias", "var")})
-                det.members_.append(Member(tables, gaussian))
+                det.members_.append(Member(tables, gaussian, float(entry["log_weight"]), arrays.get(f"m{i}.shift")))
         except (KeyError, TypeError, ValueError, IndexError) as err:
             raise CheckpointError(f"{where}: malformed header or arrays ({err!r}).") from err
         if np.any(np.isnan(det.calibration_)) or np.any(np.diff(det.calibration_) < 0):
@@ -436,7 +519,10 @@ def _parse(name: str):
     if order:
         yield "order", int(order)
     for part in base.split("+"):
-        if part.startswith("gauss("):
+        if part.startswith("log-gauss("):
+            yield "log", True
+            yield "shrinkage", float(part[10:-1])
+        elif part.startswith("gauss("):
             yield "shrinkage", float(part[6:-1])
         elif part:
             yield "structure", part

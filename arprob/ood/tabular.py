@@ -65,20 +65,24 @@ class Tables:
 
     @classmethod
     def fit(cls, codes: np.ndarray, num_values: np.ndarray, order: list[int], parents: list[list[int]],
-            prior: float = 1.0) -> "Tables":
+            prior: float = 1.0, weights: np.ndarray | None = None) -> "Tables":
+        """Counts (weighted by ``weights``, e.g. a mixture component's responsibilities) of
+        the records where each family is observed, smoothed by ``prior``."""
         k = np.asarray(num_values, np.int64)
+        w = np.ones(codes.shape[0]) if weights is None else np.asarray(weights, np.float64)
         tables, freqs = [], []
         for j in range(codes.shape[1]):
             ps = parents[j]
             ok = np.all(codes[:, [*ps, j]] >= 0, axis=1)
             row = _rows(codes[ok], ps, k)
             rows = math.prod(int(k[p]) for p in ps)
-            counts = np.bincount(row * k[j] + codes[ok, j], minlength=rows * k[j]).reshape(rows, k[j]).astype(float)
+            counts = np.bincount(row * k[j] + codes[ok, j], weights=w[ok], minlength=rows * k[j]).reshape(rows, k[j])
             total = counts.sum(1, keepdims=True) + k[j] * prior
             probs = np.where(total > 0, (counts + prior) / np.where(total > 0, total, 1.0), 1.0 / k[j])
             with np.errstate(divide="ignore"):
                 tables.append(np.log(probs))
-            own = np.bincount(codes[codes[:, j] >= 0, j], minlength=k[j]).astype(float) + prior
+            seen = codes[:, j] >= 0
+            own = np.bincount(codes[seen, j], weights=w[seen], minlength=k[j]) + prior
             freqs.append(own / own.sum() if own.sum() > 0 else np.full(k[j], 1.0 / k[j]))
         return cls(num_values=k, parents=[list(p) for p in parents], order=list(order), log_tables=tables,
                    frequencies=freqs)
@@ -205,14 +209,19 @@ class Gaussian:
 
     @classmethod
     def fit(cls, feats: np.ndarray, reals: np.ndarray, shrinkage: float, order: np.ndarray | None = None,
-            min_variance: float = 1e-6, em_steps: int = 10) -> "Gaussian":
+            min_variance: float = 1e-6, em_steps: int = 10, weights: np.ndarray | None = None) -> "Gaussian":
+        """The ridge fit on the (``weights``-weighted) Gram matrix; with missing reals, EM
+        from a mean-filled start (``em_steps`` expected-Gram updates)."""
         n, r = reals.shape
+        w = np.ones(n) if weights is None else np.asarray(weights, np.float64)
         order = np.arange(r) if order is None else np.asarray(order)
         missing = np.isnan(reals)
-        filled = np.where(missing, np.nanmean(np.where(missing.all(0), 0.0, reals), 0) if n else 0.0, reals)
-        model = cls._solve(_gram(feats, filled), feats.shape[1], order, shrinkage, min_variance)
+        with np.errstate(invalid="ignore"):
+            start = np.nansum(np.where(missing, 0.0, reals) * w[:, None], 0) / np.maximum((~missing * w[:, None]).sum(0), 1e-12)
+        filled = np.where(missing, start, reals)
+        model = cls._solve(_gram(feats, filled, w), feats.shape[1], order, shrinkage, min_variance)
         for _ in range(em_steps if missing.any() else 0):
-            model = cls._solve(model._expected_gram(feats, reals), feats.shape[1], order, shrinkage, min_variance)
+            model = cls._solve(model._expected_gram(feats, reals, w), feats.shape[1], order, shrinkage, min_variance)
         return model
 
     @classmethod
@@ -241,19 +250,18 @@ class Gaussian:
         inv = np.linalg.inv(np.eye(self.bias.size) - self.weight_real)
         return (self.bias + feats @ self.weight_feat.T) @ inv.T, inv @ np.diag(self.var) @ inv.T
 
-    def _expected_gram(self, feats: np.ndarray, reals: np.ndarray) -> np.ndarray:
+    def _expected_gram(self, feats: np.ndarray, reals: np.ndarray, w: np.ndarray) -> np.ndarray:
         """E-step: the Gram matrix of ``[1, f, r]`` with missing reals at their conditional
-        mean given the observed ones, plus their conditional covariance."""
+        mean given the observed ones, plus their conditional covariance (batched over records)."""
         mean, cov = self.moments(feats)
-        filled, extra = reals.copy(), np.zeros((reals.shape[1],) * 2)
-        for pattern, idx in _patterns(np.isnan(reals)):
-            m, o = np.flatnonzero(pattern), np.flatnonzero(~pattern)
-            if m.size == 0:
-                continue
-            gain = cov[np.ix_(m, o)] @ np.linalg.pinv(cov[np.ix_(o, o)]) if o.size else np.zeros((m.size, 0))
-            filled[np.ix_(idx, m)] = mean[np.ix_(idx, m)] + (reals[np.ix_(idx, o)] - mean[np.ix_(idx, o)]) @ gain.T
-            extra[np.ix_(m, m)] += idx.size * (cov[np.ix_(m, m)] - gain @ cov[np.ix_(o, m)])
-        gram = _gram(feats, filled)
+        missing = np.isnan(reals)
+        inv = _observed_inverse(cov, missing)  # (n, R, R): C_oo^-1 on the observed block, 0 elsewhere
+        z = np.where(missing, 0.0, reals - mean)
+        filled = mean + (inv @ z[:, :, None])[:, :, 0] @ cov.T  # observed entries come back unchanged
+        cond = cov[None] - cov[None] @ inv @ cov[None]  # cov of the missing given the observed
+        both = missing[:, :, None] & missing[:, None, :]
+        extra = np.einsum("n,nij->ij", w, np.where(both, cond, 0.0))
+        gram = _gram(feats, filled, w)
         f = feats.shape[1]
         gram[1 + f :, 1 + f :] += extra
         return gram
@@ -272,27 +280,25 @@ class Gaussian:
         out[full] = self.terms(feats[full], reals[full]).sum(1)
         if (~full).any():
             mean, cov = self.moments(feats[~full])
-            rows = np.flatnonzero(~full)
-            for pattern, idx in _patterns(missing[~full]):
-                o = np.flatnonzero(~pattern)
-                if o.size == 0:
-                    out[rows[idx]] = 0.0
-                    continue
-                c = cov[np.ix_(o, o)]
-                z = reals[np.ix_(rows[idx], o)] - mean[np.ix_(idx, o)]
-                sign, logdet = np.linalg.slogdet(c)
-                sol = np.linalg.solve(c, z.T).T
-                out[rows[idx]] = -0.5 * (np.sum(z * sol, 1) + logdet + o.size * _LOG_2PI)
+            miss = missing[~full]
+            inv = _observed_inverse(cov, miss)
+            z = np.where(miss, 0.0, reals[~full] - mean)
+            quad = np.sum(z * (inv @ z[:, :, None])[:, :, 0], 1)
+            _, logdet = np.linalg.slogdet(np.where(miss[:, :, None] | miss[:, None, :], np.eye(cov.shape[0]), cov))
+            out[~full] = -0.5 * (quad + logdet + (~miss).sum(1) * _LOG_2PI)
         return out
 
 
-def _gram(feats: np.ndarray, reals: np.ndarray) -> np.ndarray:
+def _gram(feats: np.ndarray, reals: np.ndarray, w: np.ndarray) -> np.ndarray:
     z = np.concatenate([np.ones((reals.shape[0], 1)), feats, reals], 1)
-    return z.T @ z
+    return z.T @ (z * w[:, None])
 
 
-def _patterns(missing: np.ndarray):
-    """``(pattern, row indices)`` for each distinct missingness pattern."""
-    patterns, inverse = np.unique(missing, axis=0, return_inverse=True)
-    for i, pattern in enumerate(patterns):
-        yield pattern, np.flatnonzero(inverse.reshape(-1) == i)
+def _observed_inverse(cov: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """``(n, R, R)``: the inverse of each record's observed block ``C_oo`` in place, zeros in
+    the rows and columns of its missing entries (batched: the missing block set to the
+    identity, inverted, then zeroed)."""
+    both = missing[:, :, None] | missing[:, None, :]
+    eye = np.eye(cov.shape[0])
+    inv = np.linalg.inv(np.where(both, eye, cov[None]))
+    return np.where(both, 0.0, inv)
