@@ -127,23 +127,30 @@ def bic_search(
 
     current = {c: score(c, ps) for c, ps in parents.items()}
     deadline = time.perf_counter() + time_budget
-    while time.perf_counter() < deadline:
-        best_gain, best_move = 1e-9, None
-        for c, ps in parents.items():
-            moves = [[q for q in ps if q != r] for r in ps]
-            if len(ps) < max_parents:
-                moves += [ps + [q] for q in pos if pos[q] < pos[c] and q not in ps
-                          and math.prod(int(k[j]) for j in ps + [q]) * k[c] <= max_cells]
-            for new in moves:
-                gain = score(c, new) - current[c]
-                if gain > best_gain:
-                    best_gain, best_move = gain, (c, new)
-            if time.perf_counter() >= deadline:
-                break
-        if best_move is None:
+
+    def best_move(c):
+        """The best single change of ``c``'s parents: (gain, new parents)."""
+        ps = parents[c]
+        moves = [[q for q in ps if q != r] for r in ps]
+        if len(ps) < max_parents:
+            moves += [ps + [q] for q in pos if pos[q] < pos[c] and q not in ps
+                      and math.prod(int(k[j]) for j in ps + [q]) * k[c] <= max_cells]
+        gains = [(score(c, new) - current[c], new) for new in moves]
+        return max(gains, key=lambda g: g[0], default=(0.0, ps))
+
+    # a move changes one family only: keep each child's best move, recompute the changed one
+    best = {}
+    for c in parents:
+        if time.perf_counter() >= deadline:
             break
-        c, new = best_move
-        parents[c], current[c] = new, current[c] + best_gain
+        best[c] = best_move(c)
+    while best and time.perf_counter() < deadline:
+        c = max(best, key=lambda j: best[j][0])
+        gain, new = best[c]
+        if gain <= 1e-9:
+            break
+        parents[c], current[c] = new, current[c] + gain
+        best[c] = best_move(c)
     return order, {names[c]: tuple(names[q] for q in sorted(ps, key=pos.get)) for c, ps in parents.items()}
 
 

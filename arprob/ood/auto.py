@@ -40,13 +40,15 @@ from ..errors import DataError
 from ..structure import bic_search, chow_liu
 from .columns import Column, as_columns, element_names, encode, infer_schema
 from .conformal import benjamini_hochberg, conformal_p_values
-from .tabular import Gaussian, Tables, logsumexp, onehot
+from .tabular import Gaussian, Kernel, Tables, logsumexp, onehot
 
 FORMAT = "arprob.auto_detector/1"
 PRIORITY_SHRINKAGES = (0.01, 0.1, 0.0, 1.0)
 MIXTURES = (2, 3, 5)
+KERNEL_BANDWIDTHS = (0.5, 0.25, 1.0, 0.1)
+MAX_KERNEL_RECORDS = 5000
 MIXTURE_SHRINKAGE = 0.1
-EM_ITERATIONS = 30
+EM_ITERATIONS = 20
 NUM_ORDERINGS = 4
 
 
@@ -59,8 +61,11 @@ class Member:
     gaussian: Gaussian | None
     log_weight: float = 0.0
     shift: np.ndarray | None = None
+    kernel: Kernel | None = None
 
     def log_prob(self, codes: np.ndarray, reals: np.ndarray, freqs: list[np.ndarray], k: np.ndarray) -> np.ndarray:
+        if self.kernel is not None:
+            return self.kernel.log_prob(codes, reals)
         out = np.zeros(codes.shape[0])
         if self.tables is not None:
             out += self.tables.log_prob(codes)
@@ -215,24 +220,27 @@ class AutoDetector(OutlierMixin, BaseEstimator):
             kinds = ["gauss"] + (["log-gauss"] if num_real and self.log_shifts_ is not None else [])
             gauss = [f"{k}({shrinkage:g})" for k in kinds] if shrinkage is not None else [""]
             rounds.append(["+".join(p for p in (s, g) if p) for g in gauss for s in structures])
-        mixtures = [[f"mixture({k})"] for k in MIXTURES if n >= 30 * k]
+        mixtures = [f"mixture({k})" for k in MIXTURES if n >= 30 * k]
+        kernels = [f"kernel({h:g})" for h in KERNEL_BANDWIDTHS] if n <= MAX_KERNEL_RECORDS else []
+        extra = kernels[:2] + mixtures[:1] + kernels[2:] + mixtures[1:]
         names = []
-        for i, r in enumerate(rounds):
-            names += r
-            if i % 2 == 0 and mixtures:
-                names += mixtures.pop(0)
-        for m in mixtures:
-            names += m
-        return names
+        for r in rounds:
+            names += r + extra[:2]
+            extra = extra[2:]
+        return names + extra
 
     def _fit_candidate(self, name: str, codes: np.ndarray, reals: np.ndarray, deadline: float | None,
                        cache: dict | None = None) -> list[Member]:
         """The members of candidate ``name`` fitted on these records."""
         if name == "ensemble":
             members = [m for sub in self.ensemble_members_ for m in self._fit_candidate(sub, codes, reals, deadline, cache)]
-            return [Member(m.tables, m.gaussian, -math.log(len(members)), m.shift) for m in members]
+            return [Member(m.tables, m.gaussian, -math.log(len(members)), m.shift, m.kernel) for m in members]
         if name.startswith("mixture("):
             return self._fit_mixture(int(name[8:-1]), codes, reals)
+        if name.startswith("kernel("):
+            ordinal = np.concatenate([[c.kind == "ordinal"] * c.size for c in self.schema_ if c.kind != "real"] or [[]])
+            return [Member(None, None, kernel=Kernel.fit(codes, reals, self.num_values_, ordinal.astype(bool),
+                                                         float(name[7:-1])))]
         parts = dict(_parse(name))
         cache = {} if cache is None else cache
         tables = None
@@ -271,7 +279,7 @@ class AutoDetector(OutlierMixin, BaseEstimator):
             weight = resp.sum(0) + 1e-9
             members = [Member(Tables.fit(codes, self.num_values_, list(range(d)), [[] for _ in range(d)], self.prior,
                                          weights=resp[:, c]) if d else None,
-                              Gaussian.fit(feats, reals, MIXTURE_SHRINKAGE, weights=resp[:, c] + 1e-9)
+                              Gaussian.fit(feats, reals, MIXTURE_SHRINKAGE, weights=resp[:, c] + 1e-9, em_steps=1)
                               if reals.shape[1] else None,
                               math.log(weight[c] / weight.sum())) for c in range(k)]
             joint = np.stack([m.log_prob(codes, reals, freqs, self.num_values_) + m.log_weight for m in members], 1)
@@ -304,7 +312,7 @@ class AutoDetector(OutlierMixin, BaseEstimator):
             heldout[name] = self._heldout(name, codes, reals, folds, deadline, caches)
             report.append({"name": name, "heldout_nll": _mean_nll(heldout[name]), "seconds": time.perf_counter() - t})
         # ensembles: orderings of the reals at the best shrinkage, over the two best structures
-        ranked = sorted((c for c in heldout if not c.startswith("mixture(")), key=lambda c: -_mean_ll(heldout[c]))
+        ranked = sorted((c for c in heldout if not c.startswith(("mixture(", "kernel("))), key=lambda c: -_mean_ll(heldout[c]))
         members = []
         best_structures = list(dict.fromkeys(dict(_parse(c)).get("structure") for c in ranked))[:2]
         best_gauss = next((p for c in ranked for p in c.partition("@")[0].split("+") if "gauss(" in p), None)
@@ -323,6 +331,19 @@ class AutoDetector(OutlierMixin, BaseEstimator):
             self.ensemble_members_ = members
             report.append({"name": f"ensemble of {len(members)}", "heldout_nll": _mean_nll(heldout["ensemble"]),
                            "seconds": time.perf_counter() - t, "members": members})
+        # an ensemble across families: the best of each (structures, mixtures, kernels), when it beats them
+        families = {}
+        for c in heldout:
+            family = c.split("(")[0] if c.startswith(("mixture(", "kernel(")) else "closed"
+            if c != "ensemble" and (family not in families or _mean_ll(heldout[c]) > _mean_ll(heldout[families[family]])):
+                families[family] = c
+        tops = [families[f] for f in sorted(families)]
+        if len(tops) >= 2:
+            mixed = logsumexp(np.stack([heldout[c] for c in tops]), 0) - math.log(len(tops))
+            if "ensemble" not in heldout or _mean_ll(mixed) > _mean_ll(heldout["ensemble"]):
+                heldout["ensemble"], self.ensemble_members_ = mixed, tops
+                report.append({"name": f"ensemble of {len(tops)} families", "heldout_nll": _mean_nll(mixed),
+                               "seconds": 0.0, "members": tops})
         for m in members:
             if m not in names and m in heldout:
                 del heldout[m]
@@ -447,6 +468,12 @@ class AutoDetector(OutlierMixin, BaseEstimator):
             entry: dict[str, Any] = {"log_weight": m.log_weight}
             if m.shift is not None:
                 arrays[f"m{i}.shift"] = m.shift
+            if m.kernel is not None:
+                entry["kernel"] = {"bandwidth": m.kernel.bandwidth}
+                for field in ("centres_codes", "centres_reals", "num_values", "ordinal", "scale", "real_mean", "real_std"):
+                    arrays[f"m{i}.k.{field}"] = np.asarray(getattr(m.kernel, field))
+                for j, lf in enumerate(m.kernel.log_freqs):
+                    arrays[f"m{i}.k.lf{j}"] = lf
             if m.tables is not None:
                 entry["tables"] = {"order": m.tables.order, "parents": m.tables.parents}
                 for j, t in enumerate(m.tables.log_tables):
@@ -496,7 +523,14 @@ class AutoDetector(OutlierMixin, BaseEstimator):
                 if entry.get("gaussian"):
                     gaussian = Gaussian(**{k: arrays[f"m{i}.{k}"] for k in ("order", "weight_real", "weight_feat",
                                                                             "bias", "var")})
-                det.members_.append(Member(tables, gaussian, float(entry["log_weight"]), arrays.get(f"m{i}.shift")))
+                kernel = None
+                if "kernel" in entry:
+                    fields = ("centres_codes", "centres_reals", "num_values", "ordinal", "scale", "real_mean", "real_std")
+                    kernel = Kernel(**{f: arrays[f"m{i}.k.{f}"] for f in fields},
+                                    bandwidth=float(entry["kernel"]["bandwidth"]),
+                                    log_freqs=[arrays[f"m{i}.k.lf{j}"] for j in range(len(det.num_values_))])
+                det.members_.append(Member(tables, gaussian, float(entry["log_weight"]), arrays.get(f"m{i}.shift"),
+                                           kernel))
         except (KeyError, TypeError, ValueError, IndexError) as err:
             raise CheckpointError(f"{where}: malformed header or arrays ({err!r}).") from err
         if np.any(np.isnan(det.calibration_)) or np.any(np.diff(det.calibration_) < 0):
