@@ -22,9 +22,9 @@ estimate and the budget, and a smaller family that fits. ``batch_size_for`` is t
 batch whose peak fits (``evaluate`` uses it).
 
 The budget is ``set_memory_budget(bytes)``, else the environment variable
-``ARPROB_MEMORY_BUDGET`` (bytes, or with a unit: ``"8GB"``, ``"512MiB"``), else the
-machine's available memory (``MemAvailable`` of ``/proc/meminfo``, else
-``os.sysconf``); on an accelerator that reports its memory (GPU, TPU) the parameters and
+``ARPROB_MEMORY_BUDGET`` (bytes, or with a unit: ``"8GB"``, ``"512MiB"``), else
+``machine_budget()``: the smallest of half the physical memory, the cgroup's memory limit
+and ``RLIMIT_AS`` (stable run to run, unlike the momentary free memory); on an accelerator that reports its memory (GPU, TPU) the parameters and
 activations are checked against its free memory instead (``device_budget``), compile's
 host-side transients against the host's. ``arprob.sizes.exact_estimate(spec)`` adds the
 exact array shapes of ``jax.eval_shape(lambda: compile(spec))`` (no device array is allocated; it runs only
@@ -54,6 +54,7 @@ from .spec.limits import (  # noqa: F401 - the budget's settings, re-exported
     check_num_elements,
     format_bytes,
     how_to_raise,
+    machine_budget,
     memory_budget,
     parse_bytes,
     set_memory_budget,

@@ -10,8 +10,10 @@ existing file keeps that file's permission bits (a checkpoint made private with 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
 import stat
 from pathlib import Path
 
@@ -55,4 +57,105 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        raise
+
+
+# ------------------------------------------------------------------ reading safely
+def check_regular_file(path: str | os.PathLike, what: str = "file", error: type[Exception] = ValueError) -> os.stat_result:
+    """``os.stat(path)`` of a regular file (after symlinks); anything else raises ``error``
+    naming the path: a FIFO would block ``open`` forever, ``/dev/zero`` never ends, a
+    folder or socket cannot be read as a file. Checked before the file is opened."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise error(f"{what} {os.fspath(path)!r} does not exist.") from None
+    except OSError as err:
+        raise error(f"{what} {os.fspath(path)!r} cannot be read ({err.strerror or err}).") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{what} {os.fspath(path)!r} is {_kind(st.st_mode)}, not a regular file; refused.")
+    return st
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_regular_bytes(path: str | os.PathLike, limit: int, what: str = "file",
+                       error: type[Exception] = ValueError) -> bytes:
+    """The bytes of a regular file no larger than ``limit`` (checked from ``stat`` before
+    reading, and again while reading: a file that grows is cut at ``limit + 1`` and refused)."""
+    st = check_regular_file(path, what, error)
+    if st.st_size > limit:
+        raise error(f"{what} {os.fspath(path)!r} has {st.st_size} bytes, over the limit of {limit} bytes.")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        raise error(f"{what} {os.fspath(path)!r} cannot be read ({err.strerror or err}).") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # replaced between stat and open
+            raise error(f"{what} {os.fspath(path)!r} is not a regular file; refused.")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise error(f"{what} {os.fspath(path)!r} is over the limit of {limit} bytes.")
+    return data
+
+
+# ------------------------------------------------------------------ writing safely
+def check_output_path(path: str | os.PathLike, what: str = "output", *, folder: bool = False,
+                      force: bool = True, error: type[Exception] = ValueError) -> None:
+    """Refuse an output path that exists and is not what will replace it: a symlink, FIFO,
+    device or socket (never written through), a folder where a file goes (or a file where a
+    folder goes), and any existing path unless ``force``."""
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise error(f"{what} {str(path)!r} is a symbolic link; refused (pass the target's own path).")
+    expected = stat.S_ISDIR if folder else stat.S_ISREG
+    if not expected(st.st_mode):
+        raise error(f"{what} {str(path)!r} exists and is {_kind(st.st_mode)}; expected "
+                    f"{'a folder' if folder else 'a regular file'} or a new path; refused.")
+    if not force:
+        raise error(f"{what} {str(path)!r} exists; pass --force to replace it.")
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, force: bool = False, error: type[Exception] = ValueError):
+    """Build a folder as a unit: yields a new temporary folder beside ``path``; when the block
+    ends without an error it is renamed to ``path`` (an existing folder is replaced only
+    when ``force``: moved aside, the new one renamed in, the old one deleted); on any
+    error, including ``KeyboardInterrupt``, the temporary folder is deleted and ``path`` is
+    as it was. Readers see the old report or the new one, never a mix."""
+    path = Path(path)
+    check_output_path(path, "output folder", folder=True, force=force, error=error)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    tmp.mkdir()
+    try:
+        yield tmp
+        for child in tmp.iterdir():  # the files' data reach the disk before the rename
+            if child.is_file():
+                fd = os.open(child, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        if path.exists():
+            check_output_path(path, "output folder", folder=True, force=force, error=error)
+            old = path.parent / f".{path.name}.{secrets.token_hex(6)}.old"
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise

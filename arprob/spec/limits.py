@@ -55,6 +55,61 @@ def available_memory() -> int:
         return 8 * 2**30
 
 
+#: the share of physical memory the default budget takes (the rest: the OS, JAX, the caller)
+PHYSICAL_FRACTION = 0.5
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not a POSIX system
+        return None
+
+
+def _cgroup_limit() -> int | None:
+    """The memory limit of this process's cgroup (v2 ``memory.max``, v1 ``memory.limit_in_bytes``)."""
+    candidates = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+    try:
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                parts = line.strip().split(":", 2)
+                if len(parts) == 3 and parts[0] == "0":  # v2: its own folder's limit first
+                    candidates.insert(0, f"/sys/fs/cgroup{parts[2]}/memory.max")
+    except OSError:
+        pass
+    for file in candidates:
+        try:
+            with open(file) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:  # "max" or v1's huge number: no limit
+            return int(text)
+    return None
+
+
+def _address_space_limit() -> int | None:
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):  # pragma: no cover - not a POSIX system
+        return None
+    return None if soft == resource.RLIM_INFINITY or soft <= 0 else int(soft)
+
+
+def machine_budget() -> int:
+    """The default budget: the smallest of ``PHYSICAL_FRACTION`` of physical memory, the
+    cgroup's memory limit and ``RLIMIT_AS`` (``ulimit -v``). It depends on the machine and
+    its limits only, not on the memory free at the moment, so it is the same run to run."""
+    limits = [_cgroup_limit(), _address_space_limit()]
+    physical = _physical_memory()
+    if physical is not None:
+        limits.append(int(PHYSICAL_FRACTION * physical))
+    limits = [v for v in limits if v is not None and v > 0]
+    return min(limits) if limits else 8 * 2**30
+
+
 def set_memory_budget(nbytes: int | float | str | None) -> None:
     """Set the memory budget of every check (``None``: back to the environment / machine default)."""
     global _explicit_budget
@@ -67,8 +122,8 @@ def budget_is_set() -> bool:
 
 
 def memory_budget() -> int:
-    """The budget in bytes: ``set_memory_budget``, else ``$ARPROB_MEMORY_BUDGET``, else the
-    machine's available memory."""
+    """The budget in bytes: ``set_memory_budget``, else ``$ARPROB_MEMORY_BUDGET``, else
+    ``machine_budget()`` (stable run to run)."""
     if _explicit_budget is not None:
         return _explicit_budget
     env = os.environ.get(ENV_VAR)
@@ -77,7 +132,7 @@ def memory_budget() -> int:
             return parse_bytes(env)
         except ValueError as err:
             raise SpecError(f"${ENV_VAR}: {err}") from None
-    return available_memory()
+    return machine_budget()
 
 
 def format_bytes(n: float) -> str:
