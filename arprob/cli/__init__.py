@@ -7,6 +7,7 @@
     arprob inspect SPEC|MODEL                          variables, ordering, partition, step maps, parameters
     arprob detect MODEL CALIBRATION DATA --out DIR     scores, p-values, decisions and a PNG report
     arprob purify MODEL DATA --eps E --out FILE        PixelDefend purification
+    arprob auto TRAIN TEST --out DIR [--fdr Q]         automatic detector: chooses its model, flags at an FDR
 
 Exit status: 0 on success, 2 on bad usage or bad input (one line on stderr; ``--debug``
 shows the traceback), 130/143 when ``fit`` was stopped by Ctrl-C/SIGTERM (its checkpoint
@@ -29,6 +30,8 @@ EXAMPLES = {
     "inspect": "arprob inspect model.toml",
     "detect": "arprob detect model.ckpt calibration.npz test.npz --fpr 0.05 --correction complexity --out report/",
     "purify": "arprob purify model.ckpt attacked.npz --eps 2 --out purified.npz",
+    "auto": "arprob auto train.csv test.csv --fdr 0.1 --out report/ ; arprob auto --detector report/detector.arprob "
+            "new.csv --out report2/",
 }
 
 
@@ -146,6 +149,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=256)
     p.add_argument("--out", required=True)
+
+    from .auto_detect import parse_kinds
+
+    p = _command(sub, "auto", "auto_detect:run",
+                 "fit an automatic detector to TRAIN (or load one), then score, p-value, flag and explain TEST")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="TRAIN TEST, or TEST with --detector: a .csv with a header (column kinds inferred), "
+                        ".npy, .npz or a folder of .png images")
+    p.add_argument("--detector", default=None, help="reuse a detector saved by an earlier run (its detector.arprob)")
+    p.add_argument("--fdr", type=_fraction, default=0.1, help="false discovery rate of the flags (Benjamini-Hochberg)")
+    p.add_argument("--contamination", type=_number(float, lambda v: 0 < v <= 0.5, "a number in (0, 0.5]"),
+                   default=0.1, help="expected outlier fraction in TRAIN (PyOD's threshold_, in summary.json)")
+    p.add_argument("--time-budget", type=_positive_float, default=None,
+                   help="seconds for choosing the model (default: 1 s + 1 s per 10,000 cells, at most 8 s)")
+    p.add_argument("--kinds", type=parse_kinds, default=None,
+                   help="override inferred column kinds: COLUMN=real|categorical|ordinal,...")
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds and orderings")
+    p.add_argument("--force", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--out", required=True, help="report folder (required; written whole or not at all)")
     return parser
 
 
