@@ -124,7 +124,9 @@ def run_variant(levels: int, args) -> dict:
     kwargs = fit_kwargs(args)
     spec = build_spec(levels, args.conditioner, args.hidden, args.dropout)
     model = ar.fit(ar.compile(spec, jax.random.key(args.seed)), {"digit": x_fit}, **kwargs).model
-    background = ar.ood.fit_background(model, {"digit": x_fit}, mu=args.mu, key=jax.random.key(args.seed + 1), **kwargs)
+    background = ar.ood.fit_background(
+        model, {"digit": x_fit}, mu=args.mu, key=jax.random.key(args.seed + 1), **kwargs
+    ).model
     timings["fit density + background (s)"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     detectors = {

@@ -129,7 +129,7 @@ def run_digits(args) -> dict:
             model, x_fit, mu=args.mu, key=jax.random.key(args.seed + 1), optimizer=optax.adam(3e-3),
             num_steps=args.steps, batch_size=100, seed=args.seed, progress=False,
             **({} if args.quick else EARLY_STOPPING),
-        )
+        ).model
         independent = ar.fit(ar.compile(pixel_table_spec(), jax.random.key(args.seed)), x_fit, progress=False).model
         detectors = {
             "NLL": ar.ood.Detector.fit(model, x_cal),

@@ -70,7 +70,7 @@ def test_calibration_set_too_small_for_the_rate_is_an_error(digits_model):
 
 def test_likelihood_ratio_is_log_p_minus_log_p_background(digits_model):
     model, calibration, test = digits_model
-    background = ar.ood.fit_background(model, calibration, mu=0.2, key=jax.random.key(3), num_steps=30)
+    background = ar.ood.fit_background(model, calibration, mu=0.2, key=jax.random.key(3), num_steps=30).model
     det = ar.ood.Detector.fit(model, calibration, correction="likelihood_ratio", background=background)
     llr = np.asarray(model.log_prob(test), np.float64) - np.asarray(background.log_prob(test), np.float64)
     np.testing.assert_allclose(-det.score(test), llr, rtol=0, atol=1e-9)
@@ -143,3 +143,58 @@ def test_detector_round_trips_and_a_damaged_file_raises_and_changes_nothing(digi
     other = ar.compile(model.spec, jax.random.key(9))
     with pytest.raises(ar.CheckpointError, match="weights differ"):
         ar.ood.Detector.load(path, model=other)
+
+
+def test_fit_background_returns_the_fit_result(digits_model):
+    model, calibration, _ = digits_model
+    result = ar.ood.fit_background(model, calibration, mu=0.2, key=jax.random.key(3), num_steps=5)
+    assert isinstance(result, ar.FitResult) and len(result.history["loss"]) == 5
+    assert result.model.spec == model.spec
+
+
+def test_fused_score_is_the_min_p_value_of_its_components_and_keeps_its_rate(digits_model, tmp_path):
+    model, calibration, test = digits_model
+    background = ar.ood.fit_background(model, calibration, mu=0.3, key=jax.random.key(4), num_steps=20).model
+    det = ar.ood.Detector.fit(model, calibration, correction="fused", background=background)
+    n = calibration["img"].shape[0]
+    assert det.components.shape == (3, n)
+    parts = ar.ood.raw_scores_many(model, test, background=background)
+    comps = np.stack([parts[c] for c in (None, "complexity", "likelihood_ratio")])
+    for c, row in zip((None, "complexity", "likelihood_ratio"), comps):
+        np.testing.assert_allclose(row, ar.ood.raw_scores(model, test, correction=c, background=background), atol=1e-9)
+    # max_j -log p_j, p_j the rank p-value against component j's calibration scores
+    p = np.stack([ar.ood.rank_p_values(cal, s) for cal, s in zip(det.components, comps)])
+    fused = det.score(test)
+    gap = 0.5 * np.log((n + 1) / n)
+    assert np.all(fused >= -np.log(p.min(0)) - 1e-12) and np.all(fused <= -np.log(p.min(0)) + gap)
+    # leave-one-out calibration keeps the rate on exchangeable data (the model's own samples)
+    on_samples = ar.ood.Detector.fit(model, model.sample(jax.random.key(5), 1000), correction="fused",
+                                     background=background)
+    realised = on_samples.decide(model.sample(jax.random.key(6), 3000)).mean()
+    assert abs(realised - FPR) < 4 * np.sqrt(FPR * (1 - FPR) / 3000) + 2 / 1001, realised
+    noise = {"img": np.random.default_rng(0).integers(0, 2, (200, 8, 8))}
+    assert ar.ood.auroc(det.score(test), det.score(noise)) > 0.99
+    # persisted: components stored, fused calibration recomputed on load
+    det.save(tmp_path / "fused.ardet")
+    back = ar.ood.Detector.load(tmp_path / "fused.ardet", model=model, background=background)
+    np.testing.assert_array_equal(back.calibration, det.calibration)
+    np.testing.assert_array_equal(back.score(test), fused)
+    # without a background: NLL and complexity only
+    assert ar.ood.Detector.fit(model, calibration, correction="fused").components.shape == (2, n)
+
+
+def test_several_detectors_over_one_model_compute_log_p_once(digits_model, monkeypatch):
+    from arprob.ood import detector as detector_module
+
+    model, calibration, test = digits_model
+    background = ar.ood.fit_background(model, calibration, mu=0.3, key=jax.random.key(4), num_steps=10).model
+    dets = {c: ar.ood.Detector.fit(model, calibration, correction=c, background=background)
+            for c in ar.ood.CORRECTIONS}
+    expected = {c: d.score(test) for c, d in dets.items()}
+    calls = []
+    original = detector_module._log_prob
+    monkeypatch.setattr(detector_module, "_log_prob", lambda m, *a, **k: calls.append(m) or original(m, *a, **k))
+    got = ar.ood.score_detectors(dets, test)
+    assert len(calls) == 2 and calls[0] is model and calls[1] is background  # one pass per model
+    for c in ar.ood.CORRECTIONS:
+        np.testing.assert_array_equal(got[c], expected[c])

@@ -29,9 +29,13 @@ from .detector import CORRECTIONS as CORRECTIONS
 from .detector import Detection as Detection
 from .detector import Detector as Detector
 from .detector import fit_background as fit_background
+from .detector import fuse_scores as fuse_scores
+from .detector import fused_components as fused_components
 from .detector import perturb as perturb
 from .detector import rank_p_values as rank_p_values
 from .detector import raw_scores as raw_scores
+from .detector import raw_scores_many as raw_scores_many
+from .detector import score_detectors as score_detectors
 from .metrics import aupr as aupr
 from .metrics import auroc as auroc
 from .metrics import detection_rate as detection_rate

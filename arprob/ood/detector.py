@@ -21,6 +21,18 @@ Scores (``correction``):
 - ``"complexity"`` (Serra et al. 2020): ``-log2 p(x) - L(x)`` bits, ``L`` the length of
   ``x`` under a lossless compressor (``complexity_bits``); it cancels the plain
   "simple inputs are likely" effect.
+- ``"fused"`` (the a-priori default for images): each of the scores above (NLL,
+  complexity, and the likelihood ratio when a background is given) is turned into its rank
+  p-value ``p_j`` against its own calibration scores (a calibration record against the
+  other ``N - 1``, leave-one-out), and the record's score is ``max_j -log p_j`` (the
+  Bonferroni / min-p combination; ties beyond the calibration range broken by the largest
+  robust z-score ``(s_j - median_j) / IQR_j``). That fused score is then calibrated like
+  any other, so ``p <= fpr`` keeps its false-positive rate (up to the leave-one-out
+  approximation, ``O(1/N)``). No score is chosen per shift: each catches what the others
+  miss (NLL: noise; complexity: simple images; likelihood ratio: background statistics).
+
+Several detectors over one model (``score_detectors``) or several corrections
+(``raw_scores_many``) compute ``log p(x)`` once per model and the compressed lengths once.
 """
 
 from __future__ import annotations
@@ -41,11 +53,11 @@ from ..errors import DataError
 from ..evaluate import fitting_batch_size
 from ..model import Model, flat_log_prob
 from ..model import compile as compile_spec
-from ..train import fit
+from ..train import FitResult, fit
 from ..validation import as_flat
 from .complexity import complexity_bits
 
-CORRECTIONS = (None, "likelihood_ratio", "complexity")
+CORRECTIONS = (None, "likelihood_ratio", "complexity", "fused")
 FORMAT = "arprob.detector/1"
 _SEGMENTS = ("calibration",)
 
@@ -85,13 +97,129 @@ def raw_scores(
     background: Model | None = None,
     batch_size: int = 1024,
 ) -> np.ndarray:
-    """Anomaly scores (higher = more anomalous) of ``data``; see the module docstring."""
+    """Anomaly scores (higher = more anomalous) of ``data``; see the module docstring
+    (``"fused"`` needs calibration scores: use ``Detector.fit(...).score``)."""
     return _scores(model, data, context, correction, background, batch_size)[0]
 
 
-def _scores(model, data, context, correction, background, batch_size) -> tuple[np.ndarray, np.ndarray]:
-    """``(scores, log p(x))``."""
+def raw_scores_many(
+    model: Model,
+    data,
+    context=None,
+    *,
+    corrections=(None, "complexity", "likelihood_ratio"),
+    background: Model | None = None,
+    batch_size: int = 1024,
+) -> dict[str | None, np.ndarray]:
+    """Raw scores of several corrections (``"fused"`` excepted: it needs calibration scores)
+    from one pass of ``log p(x)``, one of the background, and one compression."""
+    return _component_scores(model, data, context, tuple(corrections), background, batch_size)[0]
+
+
+def _component_scores(model, data, context, corrections, background, batch_size):
+    """``({correction: scores}, log p(x))`` with each model evaluated once."""
+    for c in corrections:
+        if c == "fused":
+            raise ValueError("raw_scores_many: 'fused' scores need calibration scores; use a fitted Detector.")
+        _check_correction(c, background)
+    if "complexity" in corrections:
+        log_p, bits = _log_prob(model, data, context, batch_size, complexity=True)
+    else:
+        log_p, bits = _log_prob(model, data, context, batch_size), None
+    bg = _log_prob(background, data, context, batch_size) if "likelihood_ratio" in corrections else None
+    return {c: _from_parts(c, log_p, bits, bg) for c in corrections}, log_p
+
+
+def _from_parts(correction, log_p, bits, background_log_p) -> np.ndarray:
+    """A raw score from ``log p`` (nats), compressed bits and the background's ``log p``."""
+    if correction is None:
+        return -log_p
+    if correction == "complexity":
+        return -log_p / np.log(2.0) - bits
+    return background_log_p - log_p
+
+
+def score_detectors(detectors, data, context=None) -> dict[Any, np.ndarray]:
+    """Scores of several detectors (a mapping ``name -> Detector``) on the same ``data``,
+    each distinct model (and background) evaluated once, compression done once: three
+    corrections over one model cost one pass of ``log p``, not three.
+
+    Equal to ``{name: det.score(data, context)}``; the batch size is the smallest of theirs."""
+    dets = dict(detectors)
+    if not dets:
+        return {}
+    batch_size = min(d.batch_size for d in dets.values())
+    needs = {}  # id(model) -> [model, complexity needed]
+    for d in dets.values():
+        names = fused_components(d.background) if d.correction == "fused" else (d.correction,)
+        entry = needs.setdefault(id(d.model), [d.model, False])
+        entry[1] |= "complexity" in names
+        if "likelihood_ratio" in names:
+            needs.setdefault(id(d.background), [d.background, False])
+    log_p, bits = {}, {}
+    for key, (model, complexity) in needs.items():
+        if complexity:
+            log_p[key], bits[key] = _log_prob(model, data, context, batch_size, complexity=True)
+        else:
+            log_p[key] = _log_prob(model, data, context, batch_size)
+    out = {}
+    for name, d in dets.items():
+        lp, b = log_p[id(d.model)], bits.get(id(d.model))
+        bg = None if d.background is None else log_p.get(id(d.background))
+        if d.correction == "fused":
+            parts = np.stack([_from_parts(c, lp, b, bg) for c in fused_components(d.background)])
+            out[name] = fuse_scores(d.components, parts)
+        else:
+            out[name] = _from_parts(d.correction, lp, b, bg)
+    return out
+
+
+def fused_components(background: Model | None) -> tuple[str | None, ...]:
+    """The scores the ``"fused"`` correction combines: NLL, complexity, and the likelihood ratio
+    when a background model is given."""
+    return (None, "complexity") if background is None else (None, "complexity", "likelihood_ratio")
+
+
+def _robust_z(cal: np.ndarray, s: np.ndarray) -> np.ndarray:
+    q1, med, q3 = np.percentile(cal, [25, 50, 75])
+    return (s - med) / max(q3 - q1, 1e-12)
+
+
+def fuse_scores(calibration: np.ndarray, scores: np.ndarray, *, leave_one_out: bool = False) -> np.ndarray:
+    """Fused score ``max_j -log p_j + tie-break`` of component scores ``scores`` (K, n)
+    against component calibration scores ``calibration`` (K, N) (higher = more anomalous).
+
+    ``p_j = (1 + #{calibration_j >= s_j}) / (N + 1)``; with ``leave_one_out`` the records are
+    the calibration records themselves and each is ranked against the other ``N - 1``:
+    ``p_j = (1 + #{k != i: c_jk >= c_ji}) / N``. The tie-break ``0.5 log((N+1)/N) sigmoid(max_j z_j)``
+    (robust z-scores) is smaller than any gap between distinct ``-log p`` values, so it
+    only orders records whose ``max_j -log p_j`` are equal (e.g. beyond every calibration score)."""
+    cal = np.asarray(calibration, np.float64)
+    s = np.asarray(scores, np.float64)
+    if cal.ndim != 2 or s.ndim != 2 or cal.shape[0] != s.shape[0]:
+        raise ValueError(f"fuse_scores: expected (K, N) and (K, n) arrays; got {cal.shape} and {s.shape}.")
+    n_cal = cal.shape[1]
+    neg_log_p, z = [], []
+    for c, v in zip(cal, s):
+        if leave_one_out:
+            p = (np.clip(rank_p_values(c, v) * (n_cal + 1) - 1, 1, None)) / n_cal  # drop the record itself
+        else:
+            p = rank_p_values(c, v)
+        neg_log_p.append(-np.log(p))
+        z.append(_robust_z(c, v))
+    gap = 0.5 * np.log((n_cal + 1) / max(n_cal, 1))
+    return np.max(neg_log_p, axis=0) + gap / (1 + np.exp(-np.max(z, axis=0)))
+
+
+def _scores(model, data, context, correction, background, batch_size, components=None):
+    """``(scores, log p(x))``; ``components``: the component calibration scores of ``"fused"``."""
     _check_correction(correction, background)
+    if correction == "fused":
+        if components is None:
+            raise ValueError("correction='fused' needs the detector's component calibration scores (Detector.fit).")
+        names = fused_components(background)
+        parts, log_p = _component_scores(model, data, context, names, background, batch_size)
+        return fuse_scores(components, np.stack([parts[c] for c in names])), log_p
     if correction == "complexity":
         log_p, bits = _log_prob(model, data, context, batch_size, complexity=True)
         return -log_p / np.log(2.0) - bits, log_p
@@ -160,11 +288,13 @@ class Detector:
         calibration: the ``N`` calibration scores, sorted.
         fpr: target false-positive rate of ``decide`` (flag ``p <= fpr``).
         two_sided: flag also records that are too likely.
-        correction: ``None``, ``"likelihood_ratio"`` or ``"complexity"``.
-        background: the background model (likelihood ratio only).
+        correction: ``None``, ``"likelihood_ratio"``, ``"complexity"`` or ``"fused"``.
+        background: the background model (likelihood ratio; optional for ``"fused"``).
         batch_size: records per compiled scoring call.
         model_path, background_path: the checkpoints the models came from (saved with the
             detector; ``load`` re-reads them and checks their weights' digest).
+        components: ``"fused"`` only: the component calibration scores ``(K, N)``, one row
+            per score of ``fused_components(background)``, in calibration-record order.
     """
 
     model: Model
@@ -176,6 +306,7 @@ class Detector:
     batch_size: int = 1024
     model_path: str | None = None
     background_path: str | None = None
+    components: np.ndarray | None = None
 
     @classmethod
     def fit(
@@ -193,8 +324,20 @@ class Detector:
         background_path: str | os.PathLike | None = None,
     ) -> "Detector":
         """Score the in-distribution ``calibration_data`` (held out from training) and keep the scores."""
-        scores = raw_scores(model, calibration_data, context, correction=correction, background=background,
-                            batch_size=batch_size)
+        components = None
+        if correction == "fused":
+            names = fused_components(background)
+            parts = raw_scores_many(model, calibration_data, context, corrections=names, background=background,
+                                    batch_size=batch_size)
+            components = np.stack([parts[c] for c in names])
+            if components.shape[1] < 2:
+                raise DataError("correction='fused' needs at least 2 calibration records.")
+            finite = np.all(np.isfinite(components), axis=0)
+            scores = fuse_scores(components, components, leave_one_out=True) if finite.all() else np.where(
+                finite, 0.0, np.nan)
+        else:
+            scores = raw_scores(model, calibration_data, context, correction=correction, background=background,
+                                batch_size=batch_size)
         if not np.all(np.isfinite(scores)):
             bad = int(np.flatnonzero(~np.isfinite(scores))[0])
             raise DataError(f"calibration record {bad} has a non-finite score {scores[bad]}.")
@@ -203,7 +346,7 @@ class Detector:
             model=model, calibration=np.sort(scores), fpr=float(fpr), two_sided=bool(two_sided), correction=correction,
             background=background, batch_size=int(batch_size),
             model_path=None if model_path is None else str(model_path),
-            background_path=None if background_path is None else str(background_path),
+            background_path=None if background_path is None else str(background_path), components=components,
         )
 
     # ----------------------------------------------------------------- scoring
@@ -213,8 +356,8 @@ class Detector:
 
     def score(self, data, context=None) -> np.ndarray:
         """Anomaly score of each record (higher = more anomalous): nats, or bits for ``complexity``."""
-        return raw_scores(self.model, data, context, correction=self.correction, background=self.background,
-                          batch_size=self.batch_size)
+        return _scores(self.model, data, context, self.correction, self.background, self.batch_size,
+                       self.components)[0]
 
     def p_values(self, data=None, context=None, *, scores: np.ndarray | None = None) -> np.ndarray:
         """Rank p-values against the calibration scores (of ``data``, or of given ``scores``)."""
@@ -240,7 +383,8 @@ class Detector:
 
     def detect(self, data, context=None) -> Detection:
         """Scores, plain-likelihood NLL and bits/dim, p-values and decisions, in one pass per model."""
-        scores, log_p = _scores(self.model, data, context, self.correction, self.background, self.batch_size)
+        scores, log_p = _scores(self.model, data, context, self.correction, self.background, self.batch_size,
+                                self.components)
         p = rank_p_values(self.calibration, scores, self.two_sided)
         d = self.model.spec.num_elements
         return Detection(scores=scores, nll=-log_p, bits_per_dim=-log_p / (d * np.log(2.0)), p_values=p,
@@ -251,7 +395,8 @@ class Detector:
         """Write the detector atomically in the checkpoint container (sha256-verified): the
         calibration scores, settings, and the models' checkpoint paths and weight digests."""
         buf = io.BytesIO()
-        np.save(buf, np.asarray(self.calibration, np.float64), allow_pickle=False)
+        stored = self.calibration if self.components is None else self.components  # fused: (K, N), recomputed on load
+        np.save(buf, np.asarray(stored, np.float64), allow_pickle=False)
         segment = buf.getvalue()
         header = {
             "format": FORMAT,
@@ -285,7 +430,9 @@ class Detector:
                 raise ValueError("expected tables 'model'/'background', batch_size >= 1 and 0 < fpr < 1")
         except (KeyError, TypeError, ValueError, OverflowError) as err:
             raise CheckpointError(f"{where}: malformed header or calibration segment ({err!r}).") from err
-        if cal.dtype != np.float64 or cal.shape != (num_calibration,):
+        fused = correction == "fused"
+        expected = ((2 if background_info is None else 3), num_calibration) if fused else (num_calibration,)
+        if cal.dtype != np.float64 or cal.shape != expected:
             raise CheckpointError(f"{where}: calibration scores of dtype {cal.dtype}, shape {cal.shape} do not match "
                                   f"num_calibration={header.get('num_calibration')!r}.")
         if correction not in CORRECTIONS:
@@ -293,7 +440,10 @@ class Detector:
         model = _model_for(path, "model", model_info, model)
         background = None if background_info is None else _model_for(path, "background", background_info, background)
         _check_correction(correction, background)
-        return cls(model=model, calibration=cal, fpr=fpr, two_sided=two_sided, correction=correction,
+        components = None
+        if fused:
+            components, cal = cal, np.sort(fuse_scores(cal, cal, leave_one_out=True))
+        return cls(model=model, calibration=cal, components=components, fpr=fpr, two_sided=two_sided, correction=correction,
                    background=background, batch_size=batch_size, model_path=model_info.get("checkpoint"),
                    background_path=None if background_info is None else background_info.get("checkpoint"))
 
@@ -337,11 +487,12 @@ def perturb(key: jax.Array, model_or_spec, data, mu: float, *, noise_scale: floa
     return result
 
 
-def fit_background(model: Model, data, *, mu: float = 0.2, key: jax.Array | None = None, **fit_kwargs):
+def fit_background(model: Model, data, *, mu: float = 0.2, key: jax.Array | None = None, **fit_kwargs) -> FitResult:
     """The likelihood-ratio background model: ``model``'s spec, freshly initialised and fitted
-    (``arprob.fit``, same keyword arguments) to ``perturb(key, spec, data, mu)``. Ren et al.
-    also add L2 weight decay to it (pass ``optimizer=optax.adamw(...)``)."""
+    (``arprob.fit``, same keyword arguments) to ``perturb(key, spec, data, mu)``; returns what
+    ``fit`` returns (``FitResult``: ``.model`` and ``.history``). Ren et al. also add L2 weight
+    decay to it (pass ``optimizer=optax.adamw(...)``)."""
     key = jax.random.key(0) if key is None else key
     k_data, k_init = jax.random.split(key)
     fresh = compile_spec(model.spec, k_init)
-    return fit(fresh, perturb(k_data, model.spec, data, mu), **fit_kwargs).model
+    return fit(fresh, perturb(k_data, model.spec, data, mu), **fit_kwargs)
