@@ -24,6 +24,8 @@ The bundled digits set: ``perm = RandomState(0).permutation(1797)``, train =
 
 from __future__ import annotations
 
+import array
+import math
 import mmap
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -34,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DataError
+from .fileio import check_regular_file
 from .spec.spec import Spec
 from .validation import as_context, as_flat
 
@@ -69,22 +72,144 @@ def load_digits_labelled(
 
 
 # --------------------------------------------------------------------------- files
+#: a deflated member cannot be more than ~1032 times smaller than its data (zlib's limit);
+#: a zip directory that says so is corrupt or crafted
+MAX_DEFLATE_RATIO = 1100
+#: bytes per element of a data array once validated (the flat float64 copy ``as_flat`` makes)
+VALIDATED_BYTES_PER_ELEMENT = 8
+
+
+def _npy_header(f, where: str) -> tuple[tuple[int, ...], np.dtype, bool, int]:
+    """``(shape, dtype, fortran_order, nbytes)`` of the ``.npy`` record at ``f`` (no data read):
+    a plain numeric dtype, no pickle."""
+    from numpy.lib import format as npy
+
+    try:
+        version = npy.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = npy.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = npy.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError, OverflowError, EOFError) as err:
+        raise DataError(f"{where}: not a readable .npy array ({type(err).__name__}: {str(err)[:200]}).") from None
+    if dtype.hasobject or dtype.fields is not None or dtype.kind not in "biuf":
+        raise DataError(f"{where}: array of dtype {dtype}; only plain numeric arrays (bool, int, float) are read.")
+    count = math.prod(int(s) for s in shape)
+    return tuple(int(s) for s in shape), dtype, fortran, count * dtype.itemsize
+
+
+def _check_array_cost(where: str, shape: tuple[int, ...], dtype: np.dtype, nbytes: int, in_memory: bool) -> None:
+    """Refuse an array whose declared size (read into memory, then validated as float64) is
+    over the memory budget, before any of it is allocated."""
+    from .budget import format_bytes, how_to_raise, memory_budget
+
+    count = nbytes // max(dtype.itemsize, 1)
+    need = (nbytes if in_memory else 0) + count * VALIDATED_BYTES_PER_ELEMENT
+    budget = memory_budget()
+    if need > budget:
+        raise DataError(f"{where}: array of shape {shape} ({dtype}) needs about {format_bytes(need)} to read and "
+                        f"validate, over the memory budget of {format_bytes(budget)}; {how_to_raise()}.")
+
+
+def _load_npy(path: Path, mmap: bool) -> np.ndarray:
+    st = check_regular_file(path, "Data file", DataError)
+    where = f"Data file {str(path)!r}"
+    with open(path, "rb") as f:
+        shape, dtype, fortran, nbytes = _npy_header(f, where)
+        offset = f.tell()
+        if nbytes > st.st_size - offset:
+            raise DataError(f"{where}: its header declares shape {shape} ({dtype}, {nbytes} bytes) but the file "
+                            f"holds {st.st_size - offset} bytes of data (truncated or crafted).")
+        _check_array_cost(where, shape, dtype, nbytes, in_memory=not mmap)
+        if mmap:
+            if nbytes == 0:
+                return np.zeros(shape, dtype)
+            return np.memmap(path, dtype=dtype, mode="r", shape=shape, order="F" if fortran else "C", offset=offset)
+        data = f.read(nbytes)
+    if len(data) != nbytes:
+        raise DataError(f"{where}: truncated while reading ({len(data)} of {nbytes} bytes).")
+    return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a ``.npz`` file, each member's ``.npy`` header (and the zip directory's
+    sizes) checked against the memory budget before anything is decompressed."""
+    import zipfile
+    import zlib
+
+    check_regular_file(path, "Data file", DataError)
+    where = f"Data file {str(path)!r}"
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+            names = [i.filename for i in infos]
+            if len(set(names)) != len(names):
+                raise DataError(f"{where}: the archive holds a member name twice.")
+            planned = []
+            total = 0
+            for info in infos:
+                member = f"{where}, member {info.filename!r}"
+                if not info.filename.endswith(".npy") or info.is_dir():
+                    raise DataError(f"{member}: not an .npy array (a .npz holds only .npy members, as numpy.savez writes).")
+                if info.flag_bits & 0x1:
+                    raise DataError(f"{member}: encrypted; refused.")
+                if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
+                    raise DataError(f"{member}: stored uncompressed with {info.compress_size} bytes but declares "
+                                    f"{info.file_size} (corrupt or crafted).")
+                if info.compress_type == zipfile.ZIP_DEFLATED and info.file_size > MAX_DEFLATE_RATIO * info.compress_size + 4096:
+                    raise DataError(f"{member}: declares {info.file_size} bytes from {info.compress_size} compressed "
+                                    f"bytes, more than deflate can produce (corrupt or a zip bomb).")
+                with z.open(info) as f:
+                    shape, dtype, fortran, nbytes = _npy_header(f, member)
+                    header_bytes = f.tell() if f.seekable() else None
+                if header_bytes is not None and header_bytes + nbytes != info.file_size:
+                    raise DataError(f"{member}: its .npy header declares shape {shape} ({dtype}, {nbytes} bytes); the "
+                                    f"archive says the member holds {info.file_size - header_bytes} (corrupt or crafted).")
+                _check_array_cost(member, shape, dtype, nbytes, in_memory=True)
+                total += nbytes * (1 + VALIDATED_BYTES_PER_ELEMENT // dtype.itemsize)
+                planned.append((info, shape, dtype, fortran, nbytes))
+            from .budget import format_bytes, how_to_raise, memory_budget
+
+            if total > memory_budget():
+                raise DataError(f"{where}: its arrays need about {format_bytes(total)} to read and validate, over the "
+                                f"memory budget of {format_bytes(memory_budget())}; {how_to_raise()}.")
+            out = {}
+            for info, shape, dtype, fortran, nbytes in planned:
+                with z.open(info) as f:
+                    _npy_header(f, where)
+                    data = f.read(nbytes)  # the CRC is checked when the member is read to its end
+                    if f.read(1):
+                        raise DataError(f"{where}, member {info.filename!r}: longer than its header declares.")
+                if len(data) != nbytes:
+                    raise DataError(f"{where}, member {info.filename!r}: truncated ({len(data)} of {nbytes} bytes).")
+                out[info.filename[: -len(".npy")]] = np.frombuffer(data, dtype).reshape(
+                    shape, order="F" if fortran else "C").copy()
+            return out
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, OSError, ValueError, KeyError,
+            NotImplementedError, RuntimeError, OverflowError) as err:
+        raise DataError(f"{where}: not a readable .npz archive ({type(err).__name__}: {str(err)[:200]}).") from None
+
+
 def load_array(path: str | os.PathLike, *, mmap: bool = True) -> np.ndarray | dict[str, np.ndarray]:
     """Read a ``.npy`` file (memory-mapped when ``mmap``) or a ``.npz`` file (a dict).
 
-    Pickled object arrays are refused (``allow_pickle=False``): a data file cannot run code.
+    Only regular files are opened (a FIFO or device is refused by name). Every array's
+    ``.npy`` header is read first: plain numeric dtypes only (never pickle), its declared
+    size checked against the file (truncation) and against the memory budget (what reading
+    and validating it costs) before anything is allocated or decompressed; a ``.npz``'s
+    members are also checked against the zip directory (zip bombs, non-``.npy`` members).
+    Every failure is a ``DataError`` naming the file (and member).
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"Data file {str(path)!r} does not exist.")
-    try:
-        if path.suffix == ".npy":
-            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-    except ValueError as err:
-        raise DataError(f"Data file {str(path)!r} could not be read as a numpy array file: {err}") from err
+    if path.suffix == ".npy":
+        return _load_npy(path, mmap)
+    if path.suffix == ".npz":
+        return _load_npz(path)
+    check_regular_file(path, "Data file", DataError)
     raise DataError(
         f"Data file {str(path)!r}: expected a .npy, .npz or .csv file or a folder of .png images; "
         f"got suffix {path.suffix!r}."
@@ -127,25 +252,48 @@ def read_csv(spec: Spec, path: str | os.PathLike) -> dict[str, np.ndarray]:
     wide = [v.name for v in spec.variables if v.shape]
     if wide:
         raise DataError(f"{path}: CSV holds scalar variables only; {wide[0]!r} has shape {by_name[wide[0]].shape}.")
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise DataError(f"{path}: empty file (expected a header row naming the variables).")
-        header = [h.strip() for h in header]
-        for h in header:
-            if h not in by_name:
-                raise DataError(f"{path}, line 1: column {h!r} is no variable of the spec; variables: {list(by_name)}.")
-        missing = [n for n in by_name if n not in header]
-        if missing:
-            raise DataError(f"{path}, line 1: no column for variable {missing[0]!r}.")
-        columns: dict[str, list[float]] = {h: [] for h in header}
-        for line, row in enumerate(reader, start=2):
-            if len(row) != len(header):
-                raise DataError(f"{path}, line {line}: {len(row)} fields where the header has {len(header)}.")
-            for h, text in zip(header, row):
-                columns[h].append(_csv_value(path, line, by_name[h], text.strip()))
-    return {h: np.asarray(v, np.float64) for h, v in columns.items()}
+    st = check_regular_file(path, "Data file", DataError)
+    _check_csv_size(path, st.st_size)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a UTF-8 byte-order mark is accepted
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                raise DataError(f"{path}: empty file (expected a header row naming the variables).")
+            header = [h.strip() for h in header]
+            seen: set[str] = set()
+            for h in header:
+                if h in seen:
+                    raise DataError(f"{path}, line 1: column {h!r} appears twice in the header.")
+                seen.add(h)
+                if h not in by_name:
+                    raise DataError(f"{path}, line 1: column {h!r} is no variable of the spec; variables: {list(by_name)}.")
+            missing = [n for n in by_name if n not in header]
+            if missing:
+                raise DataError(f"{path}, line 1: no column for variable {missing[0]!r}.")
+            columns = {h: array.array("d") for h in header}  # 8 bytes a value, not a Python float's 32
+            line = 1
+            for line, row in enumerate(reader, start=2):
+                if len(row) != len(header):
+                    raise DataError(f"{path}, line {line}: {len(row)} fields where the header has {len(header)}.")
+                for h, text in zip(header, row):
+                    columns[h].append(_csv_value(path, line, by_name[h], text.strip()))
+    except csv.Error as err:  # a field over csv.field_size_limit(), a NUL byte, ...
+        raise DataError(f"{path}, line {reader.line_num}: unreadable CSV ({err}).") from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}).") from None
+    return {h: np.frombuffer(v, np.float64).copy() for h, v in columns.items()}
+
+
+def _check_csv_size(path: Path, size: int) -> None:
+    """A CSV of ``size`` bytes holds at most ``size / 2`` values (``"0,"``): 8 bytes each once
+    read, 8 more once validated; refused before reading when that is over the budget."""
+    from .budget import format_bytes, how_to_raise, memory_budget
+
+    need = size * VALIDATED_BYTES_PER_ELEMENT
+    if need > memory_budget():
+        raise DataError(f"{path}: a CSV file of {format_bytes(size)} may need {format_bytes(need)} to read and "
+                        f"validate, over the memory budget of {format_bytes(memory_budget())}; {how_to_raise()}.")
 
 
 def _csv_value(path: Path, line: int, var, text: str) -> float:
@@ -173,13 +321,29 @@ def read_png_folder(spec: Spec, path: str | os.PathLike) -> dict[str, np.ndarray
     files = sorted(path.glob("*.png"))
     if not files:
         raise DataError(f"{path}: no .png files in the folder.")
+    from .budget import format_bytes, how_to_raise, memory_budget
+
+    size = math.prod(var.shape)
+    need = len(files) * size * (1 + VALIDATED_BYTES_PER_ELEMENT)
+    if need > memory_budget():
+        raise DataError(f"{path}: {len(files)} images of shape {tuple(var.shape)} need about {format_bytes(need)}, "
+                        f"over the memory budget of {format_bytes(memory_budget())}; {how_to_raise()}.")
     out = []
     for file in files:
+        check_regular_file(file, "Image", DataError)  # a FIFO would block the read forever
         try:
-            with Image.open(file) as im:
+            with Image.open(file) as im:  # lazy: reads the header only
+                w, h = im.size
+                bands = len(im.getbands())
+                shape = (h, w) if bands == 1 else (h, w, bands)
+                if shape != tuple(var.shape) and shape + (1,) != tuple(var.shape):
+                    raise DataError(f"{file}: image of shape {shape}; variable {var.name!r} has shape "
+                                    f"{tuple(var.shape)} (checked before decoding).")
                 a = np.asarray(im)
-        except OSError as err:
-            raise DataError(f"{file}: not a readable PNG image ({err}).") from None
+        except DataError:
+            raise
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError) as err:
+            raise DataError(f"{file}: not a readable PNG image ({type(err).__name__}: {str(err)[:200]}).") from None
         if a.shape != tuple(var.shape) and a.shape + (1,) != tuple(var.shape):
             raise DataError(f"{file}: image of shape {a.shape}; variable {var.name!r} has shape {tuple(var.shape)}.")
         out.append(a.reshape(var.shape))
@@ -192,7 +356,7 @@ def read_data_file(spec: Spec, path: str | os.PathLike, *, mmap: bool = True):
     p = Path(path)
     if p.is_dir():
         return read_png_folder(spec, p)
-    if p.suffix == ".csv" and p.exists():
+    if p.suffix == ".csv":
         return read_csv(spec, p)
     return load_array(p, mmap=mmap)
 

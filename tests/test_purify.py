@@ -10,7 +10,7 @@ import arprob as ar
 from arprob.data import load_digits
 
 CASES = {
-    "table": (ar.Categorical("c", 3, shape=(5,)), ar.Table(parents="all"), ar.Singletons()),
+    "table": (ar.Ordinal("c", levels=3, shape=(5,)), ar.Table(parents="all"), ar.Singletons()),
     "logistic-dlm": (ar.Ordinal("img", levels=6, shape=(3, 3)), ar.Logistic(head=ar.DiscretizedLogisticMixture(2)),
                      ar.FixedSize(2)),
     "made": (ar.Binary("img", shape=(3, 3)), ar.MADE(hidden=(16,)), ar.Singletons()),
@@ -52,6 +52,22 @@ def test_purify_is_identity_at_zero_stays_in_the_ball_and_equals_naive(case, x64
             hot_naive = np.asarray(model.to_flat(ar.ood.purify(model, x, 2, temperature=0.5, key=key, naive=True)))
             assert np.array_equal(hot, hot_naive)
             assert np.abs(hot - flat).max() <= 2
+
+
+def test_unordered_categorical_elements_are_kept_and_nan_thresholds_refused():
+    colour = ar.Categorical("colour", 3, shape=(2,), states=("rot", "grün", "blau"))
+    level = ar.Ordinal("level", levels=5, shape=(2,))
+    spec = ar.Spec(variables=[colour, level], conditionals={"colour": ar.Table(), "level": ar.Table()})
+    x = {"colour": np.array([[0, 2], [1, 0]]), "level": np.array([[4, 0], [2, 3]])}
+    data = {"colour": np.array([[1, 1]] * 20), "level": np.array([[2, 2]] * 20)}  # every element pulled to 1 / 2
+    model = ar.fit(ar.compile(spec), data, num_steps=0).model
+    out = ar.ood.purify(model, x, 4)
+    assert np.array_equal(np.asarray(out["colour"]), x["colour"])  # unordered: kept
+    assert np.asarray(out["level"]).tolist() == [[2, 2], [2, 2]]  # ordered: moved
+    with pytest.raises(ar.DataError, match="Categorical"):
+        ar.ood.purify(model, x, {"colour": 1})
+    with pytest.raises(ar.DataError, match="finite"):
+        ar.ood.purify(model, x, 1, surprisal_threshold_bits=float("nan"))
 
 
 def test_greedy_choice_is_the_best_level_of_the_box_for_a_single_element():

@@ -33,9 +33,14 @@ from .surprisal import element_bits
 
 
 def _radii(model: Model, eps) -> np.ndarray:
-    """Per-element eps ``(D,)`` from a number or a mapping ``name -> number``."""
+    """Per-element eps ``(D,)`` from a number or a mapping ``name -> number``.
+
+    An eps-ball needs ordered levels: a number applies to the ordered variables (``Binary``,
+    ``Ordinal``, discretized reals); unordered ``Categorical`` elements keep their value
+    (``rot`` is not "within 1" of ``grün``), and a mapping that names one is refused.
+    A radius beyond a variable's range is its range (the same set of levels)."""
     spec = model.spec
-    per_var = eps if isinstance(eps, dict) else {v.name: eps for v in spec.variables}
+    per_var = eps if isinstance(eps, dict) else {v.name: eps for v in spec.variables if v.kind != "categorical"}
     unknown = sorted(set(per_var) - {v.name for v in spec.variables})
     if unknown:
         raise DataError(f"purify: eps names unknown variable {unknown[0]!r}.")
@@ -45,7 +50,11 @@ def _radii(model: Model, eps) -> np.ndarray:
         number = isinstance(e, (int, float, np.integer, np.floating)) and not isinstance(e, bool)
         if not number or not np.isfinite(e) or e < 0:
             raise DataError(f"purify: eps for {v.name!r} must be a finite number >= 0 (in levels); got {e!r}.")
-        parts.append(np.full(v.size, float(e)))
+        if v.kind == "categorical" and e > 0:
+            raise DataError(f"purify: {v.name!r} is Categorical (unordered levels): an eps-ball has no meaning for "
+                            "it; give it eps 0 or declare it Ordinal.")
+        levels = v.num_values
+        parts.append(np.full(v.size, float(min(e, levels - 1) if levels is not None else e)))
     return np.concatenate(parts)
 
 
@@ -80,6 +89,8 @@ def purify(
     ctx = as_context(model.spec, context, n)
     radii = np.broadcast_to(_radii(model, eps), x.shape).astype(x.dtype)
     if surprisal_threshold_bits is not None:
+        if not (isinstance(surprisal_threshold_bits, (int, float, np.number)) and np.isfinite(surprisal_threshold_bits)):
+            raise DataError(f"purify: surprisal_threshold_bits must be a finite number; got {surprisal_threshold_bits!r}.")
         bits = element_bits(model, x, None if ctx is None else np.asarray(ctx), batch_size)
         radii = np.where(bits > surprisal_threshold_bits, radii, 0).astype(x.dtype)
     radius = int(np.floor(radii.max()))  # static: only the levels within it are scored

@@ -291,6 +291,43 @@ def _plain(value: Any, source: str) -> None:
                             f"{type(v).__name__} {repr(v)[:80]}")
 
 
+#: the largest spec file read (a spec is a few kB; a larger file is refused before it is read)
+MAX_SPEC_FILE_BYTES = 16 * 2**20
+
+
+def _unique_json_object(pairs: list[tuple[str, Any]]) -> dict:
+    """``json.loads``' ``object_pairs_hook``: a key given twice is refused (JSON would keep the last)."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise SpecError(f"duplicate key {key!r} (JSON keeps only the last; write it once)")
+        out[key] = value
+    return out
+
+
+def _unique_key_loader():
+    """A ``yaml.SafeLoader`` subclass refusing a mapping key given twice (PyYAML keeps the last)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: set = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: refused by the base class
+                    continue
+                if duplicate:
+                    m = key_node.start_mark
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (YAML keeps only the last; write it once)", m)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def _parse_yaml(text: str, path: Path) -> Any:
     """``yaml.safe_load`` after a token scan that refuses aliases: an alias can make a small
     file expand exponentially when walked, and no spec needs one."""
@@ -302,7 +339,7 @@ def _parse_yaml(text: str, path: Path) -> Any:
                 m = token.start_mark
                 raise SpecError(f"{path}: line {m.line + 1}, column {m.column + 1}: YAML aliases (*{token.value}) are "
                                 "not allowed in spec files; write the value out.")
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -314,18 +351,19 @@ def load_spec(path: str | os.PathLike) -> Spec:
     """Read a spec file (``.toml``, ``.json``, ``.yaml``/``.yml``); errors name the file and the key path."""
     path = Path(path)
     fmt = _format_of(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise SpecError(f"{path}: cannot read spec file: {e.strerror}.") from None
+    from ..fileio import read_regular_bytes
+
+    raw = read_regular_bytes(path, MAX_SPEC_FILE_BYTES, "spec file", SpecError)  # no FIFO, device, huge file
     try:
         if fmt == "TOML":
-            data = tomllib.loads(raw.decode())
+            data = tomllib.loads(raw.decode())  # refuses a key given twice itself
         elif fmt == "YAML":
             data = _parse_yaml(raw.decode(), path)
         else:
-            data = json.loads(raw)
-    except SpecError:
+            data = json.loads(raw, object_pairs_hook=_unique_json_object)
+    except SpecError as e:
+        if str(e).startswith("duplicate key"):
+            raise SpecError(f"{path}: malformed {fmt}: {e}") from None
         raise
     except (tomllib.TOMLDecodeError, ValueError, UnicodeDecodeError, RecursionError) as e:  # ValueError: JSON, long ints
         if isinstance(e, RecursionError):
