@@ -175,6 +175,7 @@ class AutoDetector(OutlierMixin, BaseEstimator):
         if n < 4:
             raise DataError(f"AutoDetector.fit needs at least 4 records; got {n}.")
         self.num_values_ = self._num_values()
+        self.is_image_ = any(c.kind == "ordinal" and len(c.shape) >= 2 for c in self.schema_)
         self.log_shifts_ = log_shifts(reals)
         cells = n * (codes.shape[1] + reals.shape[1])
         budget = self.time_budget if self.time_budget is not None else min(8.0, 1.0 + cells / 1e4)
@@ -184,8 +185,18 @@ class AutoDetector(OutlierMixin, BaseEstimator):
         best = max(heldout, key=lambda name: np.mean(heldout[name]) if np.all(np.isfinite(heldout[name])) else -np.inf)
         self.chosen_ = best
         self.members_ = self._fit_candidate(best, codes, reals, deadline=None)
-        self.calibration_ = np.sort(-heldout[best])
-        self.decision_scores_ = -heldout[best]
+        self.background_, self.fusion_ = None, None
+        scores = -heldout[best]
+        if self.is_image_:
+            # images: the a-priori fused score of NLL, complexity and the likelihood ratio against
+            # independent pixels (arprob.ood.detector.fuse_scores), never chosen by looking at anomalies
+            if "independent" not in heldout:
+                heldout["independent"] = self._heldout("independent", codes, reals, folds, None, [{} for _ in folds])
+            self.background_ = self._fit_candidate("independent", codes, reals, None)
+            self.fusion_ = self._components(columns, -heldout[best], -heldout["independent"])
+            scores = self._fuse(self.fusion_, leave_one_out=True)
+        self.calibration_ = np.sort(scores)
+        self.decision_scores_ = scores
         self.threshold_ = float(np.percentile(self.decision_scores_, 100.0 * (1.0 - self.contamination)))
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
         self.report_ = {"chosen": best, "folds": len(folds), "time_budget": float(budget),
@@ -382,8 +393,38 @@ class AutoDetector(OutlierMixin, BaseEstimator):
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Anomaly score (PyOD's convention: higher = more anomalous): the negative
-        log-likelihood in nats of the observed entries; ``+inf`` where the probability is 0."""
-        return -self.score_samples(X)
+        log-likelihood in nats of the observed entries, ``+inf`` where the probability is 0;
+        for images the fused score (``fusion_``: NLL, complexity, likelihood ratio)."""
+        if not hasattr(self, "members_"):
+            raise DataError("This AutoDetector is not fitted yet; call fit(X) first.")
+        columns = as_columns(X)
+        codes, reals = encode(self.schema_, columns)
+        nll = -self._member_log_prob(self.members_, codes, reals)
+        if self.fusion_ is None:
+            return nll
+        background = -self._member_log_prob(self.background_, codes, reals)
+        return self._fuse(self._components(columns, nll, background))
+
+    def _components(self, columns: dict[str, np.ndarray], nll: np.ndarray, background_nll: np.ndarray) -> np.ndarray:
+        """``(3, n)``: NLL (nats), complexity (``NLL / ln 2 - PNG bits``), likelihood ratio
+        against the independent-pixel model (``NLL - NLL_background``)."""
+        from .complexity import png_bits
+
+        bits = np.zeros(nll.shape[0])
+        for c in self.schema_:
+            if c.kind == "ordinal" and len(c.shape) >= 2:
+                bits += [png_bits(np.clip(im, 0, c.levels - 1).astype(np.int64), c.levels) for im in columns[c.name]]
+        return np.stack([nll, nll / math.log(2.0) - bits, nll - background_nll])
+
+    def _fuse(self, components: np.ndarray, leave_one_out: bool = False) -> np.ndarray:
+        from .detector import fuse_scores
+
+        finite = np.isfinite(components).all(0)
+        out = np.full(components.shape[1], np.inf)
+        cal = self.fusion_[:, np.isfinite(self.fusion_).all(0)]
+        if finite.any():
+            out[finite] = fuse_scores(cal, components[:, finite], leave_one_out=leave_one_out)
+        return out
 
     def predict(self, X: Any) -> np.ndarray:
         """1 for an outlier (score above ``threshold_``), 0 for an inlier (PyOD's labels)."""
@@ -454,7 +495,8 @@ class AutoDetector(OutlierMixin, BaseEstimator):
         rows = ["| candidate | held-out NLL (nats) | seconds |", "|---|---|---|"]
         for c in self.report_["candidates"]:
             nll = "skipped (" + c["skipped"] + ")" if c.get("skipped") else f"{c['heldout_nll']:.4f}"
-            mark = " **chosen**" if c["name"].split(" of ")[0] == self.chosen_.split(" of ")[0] else ""
+            chosen = c["name"] == self.chosen_ or (self.chosen_ == "ensemble" and c.get("members") == getattr(self, "ensemble_members_", None))
+            mark = " **chosen**" if chosen else ""
             rows.append(f"| {c['name']}{mark} | {nll} | {c['seconds']:.2f} |")
         return "\n".join(rows)
 
@@ -463,28 +505,10 @@ class AutoDetector(OutlierMixin, BaseEstimator):
         """Write the fitted detector atomically in arprob's verified container (no pickle):
         settings, columns and report in the JSON header, arrays as ``.npy`` records."""
         arrays: dict[str, np.ndarray] = {"calibration": self.calibration_, "decision_scores": self.decision_scores_}
-        members = []
-        for i, m in enumerate(self.members_):
-            entry: dict[str, Any] = {"log_weight": m.log_weight}
-            if m.shift is not None:
-                arrays[f"m{i}.shift"] = m.shift
-            if m.kernel is not None:
-                entry["kernel"] = {"bandwidth": m.kernel.bandwidth}
-                for field in ("centres_codes", "centres_reals", "num_values", "ordinal", "scale", "real_mean", "real_std"):
-                    arrays[f"m{i}.k.{field}"] = np.asarray(getattr(m.kernel, field))
-                for j, lf in enumerate(m.kernel.log_freqs):
-                    arrays[f"m{i}.k.lf{j}"] = lf
-            if m.tables is not None:
-                entry["tables"] = {"order": m.tables.order, "parents": m.tables.parents}
-                for j, t in enumerate(m.tables.log_tables):
-                    arrays[f"m{i}.t{j}"] = t
-                for j, fr in enumerate(m.tables.frequencies):
-                    arrays[f"m{i}.f{j}"] = fr
-            if m.gaussian is not None:
-                entry["gaussian"] = True
-                for field in ("order", "weight_real", "weight_feat", "bias", "var"):
-                    arrays[f"m{i}.{field}"] = np.asarray(getattr(m.gaussian, field))
-            members.append(entry)
+        if self.fusion_ is not None:
+            arrays["fusion"] = self.fusion_
+        members = _pack_members("m", self.members_, arrays)
+        background = _pack_members("b", self.background_, arrays) if self.background_ else None
         buf = io.BytesIO()
         for a in arrays.values():
             np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
@@ -492,7 +516,8 @@ class AutoDetector(OutlierMixin, BaseEstimator):
         header = {
             "format": FORMAT, "params": self.get_params(), "columns": [c.to_json() for c in self.schema_],
             "num_values": self.num_values_.tolist(), "chosen": self.chosen_, "threshold": self.threshold_,
-            "report": self.report_, "members": members, "arrays": list(arrays), "segments": {"arrays": len(segment)},
+            "report": self.report_, "members": members, "background": background, "arrays": list(arrays),
+            "segments": {"arrays": len(segment)},
         }
         write_verified(path, header, [segment])
 
@@ -510,32 +535,66 @@ class AutoDetector(OutlierMixin, BaseEstimator):
             arrays = {name: read_npy(f, f"{where}, array {name!r}") for name in header["arrays"]}
             det.calibration_ = np.asarray(arrays["calibration"], np.float64)
             det.decision_scores_ = np.asarray(arrays["decision_scores"], np.float64)
+            det.fusion_ = arrays.get("fusion")
             det.labels_ = (det.decision_scores_ > det.threshold_).astype(int)
-            det.members_ = []
-            for i, entry in enumerate(header["members"]):
-                tables = gaussian = None
-                if "tables" in entry:
-                    d = len(det.num_values_)
-                    tables = Tables(num_values=det.num_values_, parents=[list(map(int, p)) for p in entry["tables"]["parents"]],
-                                    order=[int(o) for o in entry["tables"]["order"]],
-                                    log_tables=[arrays[f"m{i}.t{j}"] for j in range(d)],
-                                    frequencies=[arrays[f"m{i}.f{j}"] for j in range(d)])
-                if entry.get("gaussian"):
-                    gaussian = Gaussian(**{k: arrays[f"m{i}.{k}"] for k in ("order", "weight_real", "weight_feat",
-                                                                            "bias", "var")})
-                kernel = None
-                if "kernel" in entry:
-                    fields = ("centres_codes", "centres_reals", "num_values", "ordinal", "scale", "real_mean", "real_std")
-                    kernel = Kernel(**{f: arrays[f"m{i}.k.{f}"] for f in fields},
-                                    bandwidth=float(entry["kernel"]["bandwidth"]),
-                                    log_freqs=[arrays[f"m{i}.k.lf{j}"] for j in range(len(det.num_values_))])
-                det.members_.append(Member(tables, gaussian, float(entry["log_weight"]), arrays.get(f"m{i}.shift"),
-                                           kernel))
+            d = len(det.num_values_)
+            det.members_ = _unpack_members("m", header["members"], arrays, det.num_values_, d)
+            det.background_ = (_unpack_members("b", header["background"], arrays, det.num_values_, d)
+                               if header.get("background") else None)
         except (KeyError, TypeError, ValueError, IndexError) as err:
             raise CheckpointError(f"{where}: malformed header or arrays ({err!r}).") from err
         if np.any(np.isnan(det.calibration_)) or np.any(np.diff(det.calibration_) < 0):
             raise CheckpointError(f"{where}: calibration scores must be sorted numbers.")
         return det
+
+
+_KERNEL_ARRAYS = ("centres_codes", "centres_reals", "num_values", "ordinal", "code_scale", "scale", "real_mean",
+                  "real_std")
+_GAUSSIAN_ARRAYS = ("order", "weight_real", "weight_feat", "bias", "var")
+
+
+def _pack_members(prefix: str, members: list[Member], arrays: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Header entries of ``members``; their arrays go into ``arrays`` under ``{prefix}{i}.*``."""
+    entries = []
+    for i, m in enumerate(members):
+        key = f"{prefix}{i}"
+        entry: dict[str, Any] = {"log_weight": m.log_weight}
+        if m.shift is not None:
+            arrays[f"{key}.shift"] = m.shift
+        if m.kernel is not None:
+            entry["kernel"] = {"bandwidth": m.kernel.bandwidth}
+            arrays.update({f"{key}.k.{f}": np.asarray(getattr(m.kernel, f)) for f in _KERNEL_ARRAYS})
+            arrays.update({f"{key}.k.lf{j}": lf for j, lf in enumerate(m.kernel.log_freqs)})
+        if m.tables is not None:
+            entry["tables"] = {"order": m.tables.order, "parents": m.tables.parents}
+            arrays.update({f"{key}.t{j}": t for j, t in enumerate(m.tables.log_tables)})
+            arrays.update({f"{key}.f{j}": fr for j, fr in enumerate(m.tables.frequencies)})
+        if m.gaussian is not None:
+            entry["gaussian"] = True
+            arrays.update({f"{key}.{f}": np.asarray(getattr(m.gaussian, f)) for f in _GAUSSIAN_ARRAYS})
+        entries.append(entry)
+    return entries
+
+
+def _unpack_members(prefix: str, entries: list[dict[str, Any]], arrays: dict[str, np.ndarray], num_values: np.ndarray,
+                    d: int) -> list[Member]:
+    members = []
+    for i, entry in enumerate(entries):
+        key = f"{prefix}{i}"
+        tables = gaussian = kernel = None
+        if "tables" in entry:
+            tables = Tables(num_values=num_values, parents=[[int(p) for p in ps] for ps in entry["tables"]["parents"]],
+                            order=[int(o) for o in entry["tables"]["order"]],
+                            log_tables=[arrays[f"{key}.t{j}"] for j in range(d)],
+                            frequencies=[arrays[f"{key}.f{j}"] for j in range(d)])
+        if entry.get("gaussian"):
+            gaussian = Gaussian(**{f: arrays[f"{key}.{f}"] for f in _GAUSSIAN_ARRAYS})
+        if "kernel" in entry:
+            kernel = Kernel(**{f: arrays[f"{key}.k.{f}"] for f in _KERNEL_ARRAYS},
+                            bandwidth=float(entry["kernel"]["bandwidth"]),
+                            log_freqs=[arrays[f"{key}.k.lf{j}"] for j in range(d)])
+        members.append(Member(tables, gaussian, float(entry["log_weight"]), arrays.get(f"{key}.shift"), kernel))
+    return members
 
 
 def _folds(n: int, k: int, seed: int) -> list[np.ndarray]:

@@ -313,7 +313,8 @@ class Kernel:
     factor:
 
     - ordinal columns (``levels >= 3``): the discretised Gaussian
-      ``K(v | c) = Phi((v + 1/2 - c) / h) - Phi((v - 1/2 - c) / h)``, the end levels taking the tails;
+      ``K(v | c) = Phi((v + 1/2 - c) / b) - Phi((v - 1/2 - c) / b)``, the end levels taking the
+      tails, ``b = h * max(std, 1/2)`` in levels (``std`` the column's training spread);
     - categorical and two-level columns: ``K(v | c) = 1 - eps`` for ``v = c``, ``eps / (k - 1)``
       otherwise, ``eps = min(h / 4, (k - 1) / k)``;
     - real columns: Gaussian, bandwidth ``h * std`` of the column.
@@ -326,6 +327,7 @@ class Kernel:
     centres_reals: np.ndarray
     num_values: np.ndarray
     ordinal: np.ndarray  # bool per discrete column
+    code_scale: np.ndarray  # bandwidth per discrete column (ordinal ones), in levels
     scale: np.ndarray  # bandwidth per real column
     bandwidth: float
     log_freqs: list[np.ndarray]  # a missing centre entry: the column's training frequencies ...
@@ -340,21 +342,21 @@ class Kernel:
         mean = np.nanmean(reals, 0) if reals.shape[1] else np.zeros(0)
         log_freqs = [np.log((np.bincount(codes[codes[:, j] >= 0, j], minlength=int(k)) + 1.0)
                             / ((codes[:, j] >= 0).sum() + k)) for j, k in enumerate(num_values)]
-        return cls(codes.copy(), reals.copy(), np.asarray(num_values), np.asarray(ordinal, bool), bandwidth * std,
-                   bandwidth, log_freqs, mean, std)
+        spread = np.array([np.std(c[c >= 0]) if np.any(c >= 0) else 0.0 for c in codes.T]) if codes.shape[1] else np.zeros(0)
+        return cls(codes.copy(), reals.copy(), np.asarray(num_values), np.asarray(ordinal, bool),
+                   bandwidth * np.maximum(spread, 0.5), bandwidth * std, bandwidth, log_freqs, mean, std)
 
     def _tables(self) -> list[np.ndarray]:
         """``log K_j[v, c]`` for each discrete column (``(k, k)``)."""
         from math import erf, sqrt
 
         out = []
-        for k, ordered in zip(self.num_values, self.ordinal):
+        for k, ordered, b in zip(self.num_values, self.ordinal, self.code_scale):
             k = int(k)
             if ordered and k >= 3:
                 edges = np.r_[-np.inf, np.arange(k - 1) + 0.5, np.inf]
                 cdf = np.vectorize(lambda t: 0.5 * (1.0 + erf(t / sqrt(2.0))))
-                table = cdf((edges[1:, None] - np.arange(k)[None]) / self.bandwidth) - cdf(
-                    (edges[:-1, None] - np.arange(k)[None]) / self.bandwidth)
+                table = cdf((edges[1:, None] - np.arange(k)[None]) / b) - cdf((edges[:-1, None] - np.arange(k)[None]) / b)
             else:
                 eps = min(self.bandwidth / 4.0, (k - 1) / k) if k > 1 else 0.0
                 table = np.full((k, k), eps / max(k - 1, 1))
