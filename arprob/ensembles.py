@@ -173,7 +173,8 @@ def fit_order_agnostic(
     *,
     optimizer: optax.GradientTransformation | None = None,
     learning_rate: float | None = None,
-    num_steps: int | None = 1000,
+    num_updates: int | None = None,
+    num_steps: int | None = None,
     eval_every: int | None = 100,
     **fit_kwargs,
 ) -> FitResult:
@@ -181,8 +182,8 @@ def fit_order_agnostic(
     hidden degrees) per minibatch (``OrderAgnostic``).
 
     **Arguments:** as ``arprob.fit`` (``optimizer`` default ``optax.adam(learning_rate)``
-    with ``fit``'s ``DEFAULT_LEARNING_RATE``, ``num_steps`` default 1000, ``eval_every``
-    default 100); with validation data the
+    with ``fit``'s ``DEFAULT_LEARNING_RATE``, ``num_updates`` default 1000 (``num_steps`` is
+    its older name), ``eval_every`` default 100); with validation data the
     ensemble NLL (``-mean ensemble_log_prob``) is recorded in ``history["val_nll"]`` and
     the best model is returned.
 
@@ -192,7 +193,10 @@ def fit_order_agnostic(
     num, _ = _made_components(model)
     if fit_kwargs.get("validation") is None:
         eval_every = None
-    if fit_kwargs.get("epochs") is not None:
-        num_steps = None
-    return fit(model, data, optimizer=optimizer, learning_rate=learning_rate, num_steps=num_steps,
+    if num_updates is not None and num_steps is not None:
+        raise ValueError(f"Pass num_updates or its old name num_steps, not both; got {num_updates} and {num_steps}.")
+    updates = num_updates if num_updates is not None else num_steps
+    if updates is None and fit_kwargs.get("epochs") is None:
+        updates = 1000
+    return fit(model, data, optimizer=optimizer, learning_rate=learning_rate, num_updates=updates,
                eval_every=eval_every, objective=OrderAgnostic(num), **fit_kwargs)
