@@ -14,7 +14,7 @@ import math
 import numpy as np
 from jaxtyping import ArrayLike
 
-__all__ = ["invert", "occlude", "rotate", "shift", "shifted_sets", "uniform_noise"]
+__all__ = ["blur", "invert", "occlude", "rotate", "shift", "shifted_sets", "uniform_noise"]
 
 
 def _images(x: ArrayLike, levels: int | None = None, name: str = "x") -> np.ndarray:
@@ -51,6 +51,23 @@ def invert(x: ArrayLike, levels: int) -> np.ndarray:
     """The negative image ``levels - 1 - x``."""
     arr = _images(x, levels)
     return (levels - 1 - arr).astype(arr.dtype)
+
+
+def blur(x: ArrayLike, sigma: float) -> np.ndarray:
+    """Gaussian blur of standard deviation ``sigma`` pixels (separable kernel of radius
+    ``ceil(3 sigma)``, edges padded with the nearest pixel), rounded back to whole levels."""
+    if not (isinstance(sigma, (int, float)) and sigma > 0 and math.isfinite(sigma)):
+        raise ValueError(f"blur: sigma must be a finite number > 0; got {sigma!r}.")
+    arr = _images(x)
+    r = int(math.ceil(3 * sigma))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    pad = [(0, 0), (r, r), (r, r)] + [(0, 0)] * (arr.ndim - 3)
+    z = np.pad(arr.astype(np.float64), pad, mode="edge")
+    h, w = arr.shape[1:3]
+    z = sum(k[i] * z[:, i : i + h] for i in range(2 * r + 1))  # rows
+    z = sum(k[i] * z[:, :, i : i + w] for i in range(2 * r + 1))  # columns
+    return np.rint(z).astype(arr.dtype)  # a convex combination of levels stays inside the range
 
 
 def shift(x: ArrayLike, dy: int, dx: int, *, fill: int = 0) -> np.ndarray:
