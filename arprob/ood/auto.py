@@ -46,6 +46,8 @@ FORMAT = "arprob.auto_detector/1"
 PRIORITY_SHRINKAGES = (0.01, 0.1, 0.0, 1.0)
 MIXTURES = (2, 3, 5)
 KERNEL_BANDWIDTHS = (0.5, 0.25, 1.0, 0.1)
+MADE_SIZES = (64, 256)
+MADE_SECONDS = 6.0  # a MADE candidate starts only when this much of the budget is left
 MAX_KERNEL_RECORDS = 5000
 MIXTURE_SHRINKAGE = 0.1
 EM_ITERATIONS = 20
@@ -62,10 +64,13 @@ class Member:
     log_weight: float = 0.0
     shift: np.ndarray | None = None
     kernel: Kernel | None = None
+    model: Any = None  # an ar.Model (MADE candidates), scored with its exact log_prob
 
     def log_prob(self, codes: np.ndarray, reals: np.ndarray, freqs: list[np.ndarray], k: np.ndarray) -> np.ndarray:
         if self.kernel is not None:
             return self.kernel.log_prob(codes, reals)
+        if self.model is not None:
+            return _made_log_prob(self.model, codes, reals)
         out = np.zeros(codes.shape[0])
         if self.tables is not None:
             out += self.tables.log_prob(codes)
@@ -183,10 +188,16 @@ class AutoDetector(OutlierMixin, BaseEstimator):
         folds = _folds(n, 5 if n < 2000 else 3, self.random_state)
         heldout, report = self._select(codes, reals, folds, deadline)
         best = max(heldout, key=lambda name: np.mean(heldout[name]) if np.all(np.isfinite(heldout[name])) else -np.inf)
+        if self.made_ is not None and _mean_ll(self.made_[2]) > _mean_ll(heldout[best][self.made_[3]]):
+            best, member, ll, rows = self.made_
+            heldout = {best: np.full(n, np.nan), **heldout}
+            heldout[best][rows] = ll
+            self.members_ = [member]
+        else:
+            self.members_ = self._fit_candidate(best, codes, reals, deadline=None)
         self.chosen_ = best
-        self.members_ = self._fit_candidate(best, codes, reals, deadline=None)
         self.background_, self.fusion_ = None, None
-        scores = -heldout[best]
+        scores = -heldout[best][~np.isnan(heldout[best])]
         if self.is_image_:
             # images: the a-priori fused score of NLL, complexity and the likelihood ratio against
             # independent pixels (arprob.ood.detector.fuse_scores), never chosen by looking at anomalies
@@ -238,7 +249,7 @@ class AutoDetector(OutlierMixin, BaseEstimator):
         for r in rounds:
             names += r + extra[:2]
             extra = extra[2:]
-        return names + extra
+        return names + extra + [f"made({h})" for h in MADE_SIZES]
 
     def _fit_candidate(self, name: str, codes: np.ndarray, reals: np.ndarray, deadline: float | None,
                        cache: dict | None = None) -> list[Member]:
@@ -315,7 +326,17 @@ class AutoDetector(OutlierMixin, BaseEstimator):
         n = codes.shape[0]
         names = self._candidates(codes.shape[1], reals.shape[1], n)
         heldout, report, caches = {}, [], [dict() for _ in folds]
+        self.made_ = None
         for name in names:
+            if name.startswith("made("):
+                if not _made_applies(codes, reals, self.schema_):
+                    report.append({"name": name, "heldout_nll": None, "seconds": 0.0,
+                                   "skipped": "needs complete records of one kind"})
+                elif deadline - time.perf_counter() < MADE_SECONDS:
+                    report.append({"name": name, "heldout_nll": None, "seconds": 0.0, "skipped": "time budget"})
+                else:
+                    self._made_candidate(name, codes, reals, folds, heldout, report)
+                continue
             if time.perf_counter() > deadline and heldout:
                 report.append({"name": name, "heldout_nll": None, "seconds": 0.0, "skipped": "time budget"})
                 continue
@@ -360,6 +381,22 @@ class AutoDetector(OutlierMixin, BaseEstimator):
                 del heldout[m]
         assert all(v.shape == (n,) for v in heldout.values())
         return heldout, report
+
+    def _made_candidate(self, name, codes, reals, folds, heldout, report) -> None:
+        """A MADE trained by Adam (``ar.fit``, dropout 0.1, weight decay 1e-4, early stopping)
+        on all folds but the first, scored on the first. It wins only if its mean NLL there
+        beats every candidate's on the same records; then it is the final model as trained
+        and the first fold is its (split-conformal) calibration set."""
+        t = time.perf_counter()
+        test = folds[0]
+        train = np.setdiff1d(np.arange(codes.shape[0]), test)
+        model = _fit_made(int(name[5:-1]), codes[train], reals[train], self.num_values_, self.random_state)
+        ll = _made_log_prob(model, codes[test], reals[test])
+        best_other = max(_mean_ll(v[test]) for v in heldout.values())
+        report.append({"name": name, "heldout_nll": _mean_nll(ll), "seconds": time.perf_counter() - t,
+                       "note": "first fold only"})
+        if _mean_ll(ll) > best_other and (self.made_ is None or _mean_ll(ll) > _mean_ll(self.made_[2])):
+            self.made_ = (name, Member(None, None, model=model), ll, test)
 
     def _heldout(self, name, codes, reals, folds, deadline, caches) -> np.ndarray:
         out = np.empty(codes.shape[0])
@@ -507,6 +544,9 @@ class AutoDetector(OutlierMixin, BaseEstimator):
         arrays: dict[str, np.ndarray] = {"calibration": self.calibration_, "decision_scores": self.decision_scores_}
         if self.fusion_ is not None:
             arrays["fusion"] = self.fusion_
+        if any(m.model is not None for m in self.members_):
+            raise DataError("AutoDetector.save: a detector whose chosen model is a MADE cannot be saved yet "
+                            "(the closed-form, kernel and mixture candidates can); keep the Python object.")
         members = _pack_members("m", self.members_, arrays)
         background = _pack_members("b", self.background_, arrays) if self.background_ else None
         buf = io.BytesIO()
@@ -627,3 +667,56 @@ def _mean_ll(ll: np.ndarray) -> float:
 
 def _mean_nll(ll: np.ndarray) -> float:
     return -_mean_ll(ll)
+
+
+def _made_applies(codes: np.ndarray, reals: np.ndarray, schema) -> bool:
+    """MADE candidates model complete records of one kind: all reals, or all discrete."""
+    if np.isnan(reals).any() or (codes < 0).any():
+        return False
+    return (reals.shape[1] >= 2 and codes.shape[1] == 0) or (codes.shape[1] >= 2 and reals.shape[1] == 0)
+
+
+def _made_spec(codes: np.ndarray, reals: np.ndarray, num_values: np.ndarray, hidden: int):
+    import arprob as ar
+
+    made = {"hidden": (hidden,), "dropout": 0.1}
+    if reals.shape[1]:
+        return ar.Spec(variables=(ar.Real("x", shape=(reals.shape[1],)),),
+                       conditionals={"x": ar.MADE(**made, head=ar.GaussianMixture(3))})
+    return ar.Spec(variables=tuple(ar.Categorical(f"c{j}", int(max(k, 2))) for j, k in enumerate(num_values)),
+                   conditionals={f"c{j}": ar.MADE(**made) for j in range(len(num_values))})
+
+
+def _made_data(codes: np.ndarray, reals: np.ndarray) -> dict[str, np.ndarray]:
+    if reals.shape[1]:
+        return {"x": reals}
+    return {f"c{j}": codes[:, j] for j in range(codes.shape[1])}
+
+
+def _fit_made(hidden: int, codes: np.ndarray, reals: np.ndarray, num_values: np.ndarray, seed: int):
+    """``(model, mean, std)``: MADE(hidden) with a GaussianMixture(3) head on the standardised
+    reals, or softmax heads on the discrete columns, trained by Adam with early stopping."""
+    import jax
+
+    import arprob as ar
+
+    spec = _made_spec(codes, reals, num_values, hidden)
+    model = ar.compile(spec, jax.random.key(seed))
+    n = codes.shape[0]
+    mean = reals.mean(0) if reals.shape[1] else np.zeros(0)
+    std = np.where(reals.std(0) > 0, reals.std(0), 1.0) if reals.shape[1] else np.ones(0)
+    fitted = ar.fit(model, _made_data(codes, (reals - mean) / std), num_updates=max(200, min(2000, 20 * n // 64)),
+                    batch_size=64, learning_rate=3e-3, weight_decay=1e-4, validation=0.1, patience=3, eval_every=50,
+                    seed=seed, progress=False).model
+    return fitted, mean, std
+
+
+def _made_log_prob(made, codes: np.ndarray, reals: np.ndarray) -> np.ndarray:
+    """``log p`` of the raw records: the model scores standardised reals ``z = (x - m) / s``,
+    so ``log p(x) = log p(z) - sum log s`` (change of variables)."""
+    model, mean, std = made
+    unseen = (codes == -2).any(1)
+    out = np.asarray(model.log_prob(_made_data(np.maximum(codes, 0), (reals - mean) / std)), np.float64)
+    out -= float(np.sum(np.log(std)))
+    out[unseen] = -np.inf
+    return out
