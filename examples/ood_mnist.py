@@ -44,8 +44,14 @@ from arprob.ood import attacks, metrics, shifts
 
 SCORES = {"NLL": None, "complexity": "complexity", "likelihood ratio": "likelihood_ratio", "fused": "fused"}
 PYOD = ("IForest", "LOF", "KNN", "KDE", "ECOD", "COPOD", "HBOS", "PCA")
-FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSansMono.ttf",
-         "DejaVuSans-Oblique.ttf")
+FONTS = (
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSerif-Bold.ttf",
+    "DejaVuSansMono.ttf",
+    "DejaVuSans-Oblique.ttf",
+)
 
 
 # ------------------------------------------------------------------ shifted sets
@@ -83,8 +89,9 @@ def letters(n: int, seed: int) -> np.ndarray:
         box = canvas.getbbox() or (0, 0, 56, 56)
         glyph = canvas.crop(box)
         scale = min(1.0, 22 / max(glyph.size))
-        glyph = glyph.resize((max(1, round(glyph.size[0] * scale)), max(1, round(glyph.size[1] * scale))),
-                             Image.BILINEAR)
+        glyph = glyph.resize(
+            (max(1, round(glyph.size[0] * scale)), max(1, round(glyph.size[1] * scale))), Image.BILINEAR
+        )
         top, left = (28 - glyph.size[1]) // 2, (28 - glyph.size[0]) // 2
         out[k, top : top + glyph.size[1], left : left + glyph.size[0]] = np.asarray(glyph)
     return out
@@ -114,8 +121,13 @@ def image_spec(levels: int, args) -> ar.Spec:
 
 
 def fit_kwargs(args, steps: int) -> dict:
-    return {"optimizer": optax.adam(args.lr), "num_steps": steps, "batch_size": args.batch_size, "seed": args.seed,
-            "progress": False}
+    return {
+        "optimizer": optax.adam(args.lr),
+        "num_steps": steps,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "progress": False,
+    }
 
 
 def pyod_detectors(seed: int) -> dict:
@@ -131,14 +143,30 @@ def pyod_detectors(seed: int) -> dict:
         from pyod.models.pca import PCA
     except ImportError:
         return {}
-    made = {"IForest": lambda: IForest(random_state=seed), "LOF": LOF, "KNN": KNN, "KDE": KDE, "ECOD": ECOD,
-            "COPOD": COPOD, "HBOS": HBOS, "PCA": lambda: PCA(random_state=seed)}
+    made = {
+        "IForest": lambda: IForest(random_state=seed),
+        "LOF": LOF,
+        "KNN": KNN,
+        "KDE": KDE,
+        "ECOD": ECOD,
+        "COPOD": COPOD,
+        "HBOS": HBOS,
+        "PCA": lambda: PCA(random_state=seed),
+    }
     return {name: made[name] for name in PYOD}
 
 
 # ------------------------------------------------------------------ the run
+class Timings(dict):
+    """Seconds per stage, each also printed to stderr when it ends (long runs show progress)."""
+
+    def __setitem__(self, key: str, value: float) -> None:
+        super().__setitem__(key, value)
+        print(f"[{key}: {value:.1f} s]", file=sys.stderr, flush=True)
+
+
 def run(args) -> dict:
-    timings: dict[str, float] = {}
+    timings: dict[str, float] = Timings()
     t0 = time.perf_counter()
     data = load_mnist_5k()
     x_fit, y_fit = data["train"].x[: args.n_train], data["train"].y[: args.n_train]
@@ -148,24 +176,31 @@ def run(args) -> dict:
     timings["data and shifted sets"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    model = ar.fit(ar.compile(image_spec(256, args), jax.random.key(args.seed)), {"img": x_fit},
-                   **fit_kwargs(args, args.steps)).model
+    model = ar.fit(
+        ar.compile(image_spec(256, args), jax.random.key(args.seed)), {"img": x_fit}, **fit_kwargs(args, args.steps)
+    ).model
     timings["fit PixelCNN (256 levels)"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    background = ar.ood.fit_background(model, {"img": x_fit}, mu=args.mu, key=jax.random.key(args.seed + 1),
-                                       **fit_kwargs(args, args.bg_steps)).model
+    background = ar.ood.fit_background(
+        model, {"img": x_fit}, mu=args.mu, key=jax.random.key(args.seed + 1), **fit_kwargs(args, args.bg_steps)
+    ).model
     timings["fit background"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     bits = {"levels": float(np.mean(ar.ood.raw_scores(model, {"img": x_test}))) / (784 * np.log(2))}
     if not args.no_binary:
-        binary = ar.fit(ar.compile(image_spec(2, args), jax.random.key(args.seed)), {"img": x_fit >= 128},
-                        **fit_kwargs(args, args.binary_steps)).model
+        binary = ar.fit(
+            ar.compile(image_spec(2, args), jax.random.key(args.seed)),
+            {"img": x_fit >= 128},
+            **fit_kwargs(args, args.binary_steps),
+        ).model
         bits["binary_nats"] = float(np.mean(ar.ood.raw_scores(binary, {"img": x_test >= 128})))
     timings["test NLL (and binarized fit)"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    classifiers = {kind: attacks.train_classifier(x_fit, y_fit, kind=kind, levels=256, num_steps=args.clf_steps,
-                                                  seed=args.seed) for kind in ("logreg", "mlp")}
+    classifiers = {
+        kind: attacks.train_classifier(x_fit, y_fit, kind=kind, levels=256, num_steps=args.clf_steps, seed=args.seed)
+        for kind in ("logreg", "mlp")
+    }
     adversarial = {}
     for kind, clf in classifiers.items():
         for eps in args.eps_attack:
@@ -175,8 +210,10 @@ def run(args) -> dict:
     timings["classifiers and attacks"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    detectors = {name: ar.ood.Detector.fit(model, {"img": x_cal}, correction=corr, background=background, fpr=0.05)
-                 for name, corr in SCORES.items()}
+    detectors = {
+        name: ar.ood.Detector.fit(model, {"img": x_cal}, correction=corr, background=background, fpr=0.05)
+        for name, corr in SCORES.items()
+    }
     scores = {"test": ar.ood.score_detectors(detectors, {"img": x_test})}
     for name, images in sets.items():
         scores[name] = ar.ood.score_detectors(detectors, {"img": images})
@@ -185,7 +222,7 @@ def run(args) -> dict:
 
     t0 = time.perf_counter()
     pyod_scores = {}
-    flat = lambda a: a.reshape(len(a), -1).astype(np.float64) / 255  # noqa: E731
+    flat = lambda a: a.reshape(len(a), -1).astype(np.float64) / 255
     for name, make in pyod_detectors(args.seed).items():
         det = make().fit(flat(x_fit))
         pyod_scores[name] = {k: det.decision_function(flat(v)) for k, v in [("test", x_test), *sets.items()]}
@@ -200,11 +237,18 @@ def run(args) -> dict:
             row[p] = metrics.auroc(pyod_scores[p]["test"], pyod_scores[p][name])
         rows.append(row)
 
+    print(auroc_markdown(rows, list(pyod_scores)), file=sys.stderr, flush=True)  # progress: the table so far
     t0 = time.perf_counter()
     purification = purify_table(model, classifiers, x_cal, y_cal, x_test, y_test, args)
     timings["purification"] = time.perf_counter() - t0
-    return {"bits": bits, "rows": rows, "pyod": list(pyod_scores), "realised_fpr": realised,
-            "purification": purification, "timings": timings}
+    return {
+        "bits": bits,
+        "rows": rows,
+        "pyod": list(pyod_scores),
+        "realised_fpr": realised,
+        "purification": purification,
+        "timings": dict(timings),
+    }
 
 
 def purify_table(model, classifiers, x_val, y_val, x_test, y_test, args) -> list[dict]:
@@ -217,45 +261,74 @@ def purify_table(model, classifiers, x_val, y_val, x_test, y_test, args) -> list
     for kind, clf in classifiers.items():
         for eps in args.eps_purify:
             adv_val = attacks.pgd(clf, x_val, y_val, eps, iterations=10, seed=2)
-            val_acc = {e: clf.accuracy(np.asarray(ar.ood.purify(model, {"img": adv_val}, e)["img"]), y_val)
-                       for e in args.eps_defend}
+            val_acc = {
+                e: clf.accuracy(np.asarray(ar.ood.purify(model, {"img": adv_val}, e)["img"]), y_val)
+                for e in args.eps_defend
+            }
             chosen = max(args.eps_defend, key=lambda e: (val_acc[e], -e))
             adv = attacks.pgd(clf, x_pur, y_pur, eps, iterations=10, seed=1)
             purified = np.asarray(ar.ood.purify(model, {"img": adv}, chosen)["img"])
             if chosen not in clean_purified:
                 clean_purified[chosen] = np.asarray(ar.ood.purify(model, {"img": x_pur}, chosen)["img"])
-            out.append({"classifier": kind, "eps_attack": eps, "eps_defend": chosen, "validation": val_acc,
-                        "clean": clf.accuracy(x_pur, y_pur), "attacked": clf.accuracy(adv, y_pur),
-                        "purified": clf.accuracy(purified, y_pur),
-                        "clean purified": clf.accuracy(clean_purified[chosen], y_pur)})
+            out.append(
+                {
+                    "classifier": kind,
+                    "eps_attack": eps,
+                    "eps_defend": chosen,
+                    "validation": val_acc,
+                    "clean": clf.accuracy(x_pur, y_pur),
+                    "attacked": clf.accuracy(adv, y_pur),
+                    "purified": clf.accuracy(purified, y_pur),
+                    "clean purified": clf.accuracy(clean_purified[chosen], y_pur),
+                }
+            )
     return out
 
 
-def markdown(result: dict, args) -> str:
-    bits = result["bits"]
-    lines = [f"Test bits/dim at 256 levels: {bits['levels']:.4f}"
-             + (f"; binarized (x >= 128) test NLL: {bits['binary_nats']:.2f} nats" if "binary_nats" in bits else ""),
-             "", "AUROC of in-distribution test digits against each set (1 = separated, 0.5 = chance); "
-             "`best PyOD`: the best of the PyOD columns on that set.", ""]
-    pyod = result["pyod"]
+def auroc_markdown(rows: list[dict], pyod: list[str]) -> str:
     head = [*SCORES, "best PyOD", *pyod]
-    lines += ["| set | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
-    for r in result["rows"]:
+    lines = ["| set | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+    for r in rows:
         best = max(pyod, key=lambda p: r[p]) if pyod else None
         cells = [f"{r[s]:.3f}" for s in SCORES] + ([f"{r[best]:.3f} ({best})"] if best else ["-"])
         cells += [f"{r[p]:.3f}" for p in pyod]
         lines.append(f"| {r['set']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown(result: dict, args) -> str:
+    bits = result["bits"]
+    lines = [
+        f"Test bits/dim at 256 levels: {bits['levels']:.4f}"
+        + (f"; binarized (x >= 128) test NLL: {bits['binary_nats']:.2f} nats" if "binary_nats" in bits else ""),
+        "",
+        (
+            "AUROC of in-distribution test digits against each set (1 = separated, 0.5 = chance); "
+            "`best PyOD`: the best of the PyOD columns on that set."
+        ),
+        "",
+        auroc_markdown(result["rows"], result["pyod"]),
+    ]
     fpr = ", ".join(f"{k} {v:.3f}" for k, v in result["realised_fpr"].items())
-    lines += ["", f"Realised false-positive rate on the test digits at the 5% threshold: {fpr}.", "",
-              "Classifier accuracy under PGD (L-inf, 10 steps) and after purification (eps_defend chosen on "
-              f"{args.n_val} calibration digits among {{{', '.join(map(str, args.eps_defend))}}}/255; "
-              f"{args.n_purify} test digits):", "",
-              "| classifier | eps_attack | eps_defend | clean | attacked | purified | clean purified | validation |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"Realised false-positive rate on the test digits at the 5% threshold: {fpr}.",
+        "",
+        (
+            "Classifier accuracy under PGD (L-inf, 10 steps) and after purification (eps_defend chosen on "
+            f"{args.n_val} calibration digits among {{{', '.join(map(str, args.eps_defend))}}}/255; "
+            f"{args.n_purify} test digits):"
+        ),
+        "",
+        "| classifier | eps_attack | eps_defend | clean | attacked | purified | clean purified | validation |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["purification"]:
         val = ", ".join(f"{e}: {a:.3f}" for e, a in r["validation"].items())
-        lines.append(f"| {r['classifier']} | {r['eps_attack']}/255 | {r['eps_defend']}/255 | {r['clean']:.3f} | "
-                     f"{r['attacked']:.3f} | {r['purified']:.3f} | {r['clean purified']:.3f} | {val} |")
+        lines.append(
+            f"| {r['classifier']} | {r['eps_attack']}/255 | {r['eps_defend']}/255 | {r['clean']:.3f} | "
+            f"{r['attacked']:.3f} | {r['purified']:.3f} | {r['clean purified']:.3f} | {val} |"
+        )
     lines += ["", "Seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result["timings"].items()), ""]
     return "\n".join(lines)
 

@@ -59,7 +59,7 @@ def blur(x: ArrayLike, sigma: float) -> np.ndarray:
     if not (isinstance(sigma, (int, float)) and sigma > 0 and math.isfinite(sigma)):
         raise ValueError(f"blur: sigma must be a finite number > 0; got {sigma!r}.")
     arr = _images(x)
-    r = int(math.ceil(3 * sigma))
+    r = math.ceil(3 * sigma)
     k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
     k /= k.sum()
     pad = [(0, 0), (r, r), (r, r)] + [(0, 0)] * (arr.ndim - 3)
