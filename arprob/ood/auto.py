@@ -138,8 +138,8 @@ class AutoDetector(OutlierMixin, BaseEstimator):
         contamination: expected fraction of outliers in the training data; sets
             ``threshold_`` (PyOD's convention) for ``predict``.
         time_budget: seconds for the structure search and candidates (``None``: 1 s plus
-            1 s per 10,000 table cells, at most 8 s); candidates not reached are listed
-            as skipped in ``report_``.
+            1 s per 10,000 table cells, at most 6 s); candidates not reached, or stopped
+            between folds when it ran out, are listed as skipped in ``report_``.
         kinds: column name -> ``"real"``, ``"categorical"`` or ``"ordinal"``, overriding the
             inferred kinds (``arprob.ood.columns``).
         max_categories: integer columns with at most this many distinct values are
@@ -183,7 +183,7 @@ class AutoDetector(OutlierMixin, BaseEstimator):
         self.is_image_ = any(c.kind == "ordinal" and len(c.shape) >= 2 for c in self.schema_)
         self.log_shifts_ = log_shifts(reals)
         cells = n * (codes.shape[1] + reals.shape[1])
-        budget = self.time_budget if self.time_budget is not None else min(8.0, 1.0 + cells / 1e4)
+        budget = self.time_budget if self.time_budget is not None else min(6.0, 1.0 + cells / 1e4)
         deadline = start + float(budget)
         folds = _folds(n, 5 if n < 2000 else 3, self.random_state)
         heldout, report = self._select(codes, reals, folds, deadline)
@@ -341,7 +341,12 @@ class AutoDetector(OutlierMixin, BaseEstimator):
                 report.append({"name": name, "heldout_nll": None, "seconds": 0.0, "skipped": "time budget"})
                 continue
             t = time.perf_counter()
-            heldout[name] = self._heldout(name, codes, reals, folds, deadline, caches)
+            result = self._heldout(name, codes, reals, folds, deadline if heldout else None, caches)
+            if result is None:
+                report.append({"name": name, "heldout_nll": None, "seconds": time.perf_counter() - t,
+                               "skipped": "time budget (stopped between folds)"})
+                continue
+            heldout[name] = result
             report.append({"name": name, "heldout_nll": _mean_nll(heldout[name]), "seconds": time.perf_counter() - t})
         # ensembles: orderings of the reals at the best shrinkage, over the two best structures
         ranked = sorted((c for c in heldout if not c.startswith(("mixture(", "kernel("))), key=lambda c: -_mean_ll(heldout[c]))
@@ -357,7 +362,7 @@ class AutoDetector(OutlierMixin, BaseEstimator):
             t = time.perf_counter()
             for m in members:
                 if m not in heldout:
-                    heldout[m] = self._heldout(m, codes, reals, folds, deadline, caches)
+                    heldout[m] = self._heldout(m, codes, reals, folds, None, caches)
             stacked = np.stack([heldout[m] for m in members])
             heldout["ensemble"] = logsumexp(stacked, 0) - math.log(len(members))
             self.ensemble_members_ = members
@@ -398,9 +403,13 @@ class AutoDetector(OutlierMixin, BaseEstimator):
         if _mean_ll(ll) > best_other and (self.made_ is None or _mean_ll(ll) > _mean_ll(self.made_[2])):
             self.made_ = (name, Member(None, None, model=model), ll, test)
 
-    def _heldout(self, name, codes, reals, folds, deadline, caches) -> np.ndarray:
+    def _heldout(self, name, codes, reals, folds, deadline, caches) -> np.ndarray | None:
+        """Out-of-fold log-likelihood of every record under candidate ``name``; None when the
+        ``deadline`` passes between two folds (the candidate is dropped, not half-scored)."""
         out = np.empty(codes.shape[0])
         for f, test in enumerate(folds):
+            if f and deadline is not None and time.perf_counter() > deadline:
+                return None
             train = np.setdiff1d(np.arange(codes.shape[0]), test)
             members = self._fit_candidate(name, codes[train], reals[train], deadline, caches[f])
             freqs = self._freqs(codes[train])
