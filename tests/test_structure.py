@@ -4,7 +4,6 @@ and the BIC search never scores below its starting tree."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         write_bytes(tmp / "summary.json", json.dumps(summary, indent=2, default=float).encode())
         det.save(tmp / "detector.arprob")
     if train is not None:
-        print(f"columns: " + ", ".join(f"{c.name} ({c.kind})" for c in det.schema_))
+        print("columns: " + ", ".join(f"{c.name} ({c.kind})" for c in det.schema_))
         print(det.report_table())
     print(f"chosen model: {det.chosen_}; calibration: {det.calibration_.size} out-of-fold training scores")
     top = np.argsort(-scores, kind="mergesort")[: min(5, int(flags.sum()))]

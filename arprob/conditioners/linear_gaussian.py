@@ -42,7 +42,7 @@ from ..heads import Gaussian, Head
 from ..spec import fields
 from ..spec.layout import REAL, ElementLayout, Steps
 from ..spec.variables import Variable
-from .base import Conditioner, ConditionalSpec, ConditionerContext
+from .base import ConditionalSpec, Conditioner, ConditionerContext
 
 
 @dataclasses.dataclass(frozen=True)
