@@ -59,7 +59,7 @@ def test_column_kinds_unseen_states_and_explanations():
     assert why.unseen[1] == ("colour",) and why.unseen[0] == ()
     np.testing.assert_allclose(why.values[[0, 2, 3]].sum(1), scores[[0, 2, 3]], rtol=1e-9, atol=1e-9)
     assert why.top(2, 1)[0][0] == "weight"
-    kinds = AutoDetector(kinds={"count": "real"}).fit(train).schema_
+    kinds = AutoDetector(kinds={"count": "real"}, time_budget=0.2).fit(train).schema_
     assert dict((c.name, c.kind) for c in kinds)["count"] == "real"
     with pytest.raises(ar.DataError, match="'nope'"):
         AutoDetector(kinds={"nope": "real"}).fit(train)
@@ -71,7 +71,7 @@ def test_pandas_frames_with_categories_and_missing_values():
     frame = pd.DataFrame({**d, "colour": pd.Categorical(d["colour"])})
     frame.loc[3, "size"] = np.nan
     frame.loc[4, "colour"] = None
-    det = AutoDetector().fit(frame)
+    det = AutoDetector(time_budget=0.5).fit(frame)
     scores = det.decision_function(frame.iloc[:6])
     assert np.isfinite(scores).all()
 
@@ -165,7 +165,7 @@ def test_flags_end_to_end_find_outliers_and_few_inliers():
 
 def test_save_and_load_give_the_same_scores(tmp_path):
     train = _mixed(150, 6)
-    det = AutoDetector().fit(train)
+    det = AutoDetector(time_budget=0.5).fit(train)
     path = tmp_path / "auto.arprob"
     det.save(path)
     back = AutoDetector.load(path)
