@@ -19,6 +19,8 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .choice import BoxArgmax, ChoiceRule, Draw, KeepObserved
 from .conditioners.base import Conditioner, ConditionerContext
+from .conditioners.table import TablePlan, gathered_complete, gathered_terms, normalised_cdf, table_plan
+from .conditioners.table import _padded_t as table_padded_t
 from .features import Encoder
 from .heads import Head
 from .errors import DataError
@@ -117,6 +119,49 @@ class Model(eqx.Module):
             for i, (c, params) in enumerate(zip(self.components, self._example_params(x, feats, context, key)))
         ]
         return jnp.concatenate(terms) if len(terms) > 1 else terms[0]
+
+    def _table_cells(self, plan: TablePlan) -> Float[Array, " c"]:
+        """Every table's log-probabilities (``log_softmax`` of its logits, as the categorical head
+        reads them), flattened and concatenated in component order."""
+        parts = [jax.nn.log_softmax(self.components[i].conditioner.log_probs, axis=-1).reshape(-1)
+                 for i in plan.components]
+        return jnp.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def _batch_terms(self, x: Float[Array, "b d"], context, key=None) -> Float[Array, "b d"]:
+        """Per-element terms of a batch: the table components by one gather (``TablePlan``),
+        the others by their per-example pass (vmapped)."""
+        plan = table_plan(self.spec)
+        if plan is None:
+            if key is None:
+                return jax.vmap(self._example_terms)(x, context)
+            return jax.vmap(self._example_terms)(x, context, jax.random.split(key, x.shape[0]))
+        tables = gathered_terms(plan, self._table_cells(plan), x)
+        if plan.covers_all:
+            return tables
+        others = [i for i in range(len(self.components)) if i not in plan.components]
+        keys = None if key is None else jax.random.split(key, x.shape[0])
+        rest = jax.vmap(lambda xi, ci, ki: self._example_terms_of(others, xi, ci, ki))(x, context, keys)
+        parts, where = [], dict(zip(plan.components, plan.slices))
+        for i in range(len(self.components)):
+            if i in where:
+                parts.append(tables[:, where[i][0] : where[i][1]])
+            else:
+                parts.append(rest[others.index(i)])
+        return jnp.concatenate(parts, axis=1)
+
+    def _example_terms_of(self, which: list[int], x: Float[Array, " d"], context, key=None) -> list[Array]:
+        """Terms of components ``which`` (one example)."""
+        feats = self.encoder(x)
+        offsets = self.spec.layout.offsets
+        out = []
+        for i in which:
+            c = self.components[i]
+            if key is not None and c.conditioner.uses_dropout:
+                params = c.conditioner(x, feats, context, key=jax.random.fold_in(key, i))
+            else:
+                params = c.conditioner(x, feats, context)
+            out.append(c.head.log_prob(params, x[offsets[i] : offsets[i + 1]]))
+        return out
 
     def _prepare(self, data, context):
         x = as_flat(self.spec, data)
@@ -235,14 +280,53 @@ class Model(eqx.Module):
         (x, _, _), _ = jax.lax.scan(body, (x0, feats0, caches0), xs)
         return x
 
+    def _gathered_sample(
+        self, key: PRNGKeyArray, x: Array, observed: Array | None, chunk: int | None = None
+    ) -> Float[Array, "n d"]:
+        """Ancestral draws of a model made only of tables, level by level (``TablePlan``):
+        one uniform per (element, row), exact samples; ``observed`` entries of ``x`` kept.
+        The rows run ``chunk`` at a time (default ``sampling_chunk``) after every uniform is
+        drawn, so the draws do not depend on ``chunk``."""
+        plan = table_plan(self.spec)
+        assert plan is not None
+        n = x.shape[0]
+        cdf = jnp.concatenate([normalised_cdf(self.components[i].conditioner.log_probs) for i in plan.components])
+        u = jax.random.uniform(key, (n, plan.num_table_elements), cdf.dtype)
+        obs = jnp.zeros(x.shape, bool) if observed is None else observed > 0
+        xi = x.astype(jnp.int32)
+
+        def rows(part):
+            xr, ur, orr = part
+            xt = gathered_complete(plan, cdf, ur.T, table_padded_t(xr), table_padded_t(orr))
+            return xt[:-1].T
+
+        chunk = sampling_chunk(self.spec, n) if chunk is None else chunk
+        if chunk >= n:
+            out = rows((xi, u, obs))
+        else:
+            k = -(-n // chunk)
+            pad = k * chunk - n
+            parts = tuple(jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]).reshape(k, chunk, a.shape[1])
+                          for a in (xi, u, obs))
+            out = jax.lax.map(rows, parts).reshape(k * chunk, -1)[:n]
+        return out.astype(jnp.result_type(float))
+
+    def _all_tables(self) -> bool:
+        plan = table_plan(self.spec)
+        return plan is not None and plan.covers_all
+
     def _sample_impl(
         self, key: PRNGKeyArray, n: int, context, naive: bool, num_steps: int | None = None,
         chunk: int | None = None,
     ) -> Float[Array, "n d"]:
+        if num_steps is None and self._all_tables():  # tables have no cache: naive is the same pass
+            return self._gathered_sample(key, jnp.zeros((n, self.spec.num_elements), jnp.int32), None, chunk)
         noise = tuple((u,) for u in self._uniforms(key, n))
         return self._scan(Draw(), noise, n, context, naive, num_steps, chunk)
 
     def _sample_conditional_impl(self, key, x, observed, context, naive: bool, chunk: int | None = None):
+        if self._all_tables():
+            return self._gathered_sample(key, x, observed, chunk)
         n = x.shape[0]
         inputs = tuple(zip(self._uniforms(key, n), self._by_step(x), self._by_step(observed)))
         return self._scan(KeepObserved(), tuple(inputs), n, context, naive, chunk=chunk)
@@ -313,13 +397,13 @@ class Model(eqx.Module):
 @jax.jit
 def flat_log_prob_terms(model: Model, x: Float[Array, "b d"], context=None) -> Float[Array, "b d"]:
     """Per-element conditional log-probabilities of a flat, validated ``x``."""
-    return jax.vmap(model._example_terms)(x, context)
+    return model._batch_terms(x, context)
 
 
 @jax.jit
 def flat_log_prob(model: Model, x: Float[Array, "b d"], context=None) -> Float[Array, " b"]:
     """Joint log-likelihood of each row of a flat, validated ``x``."""
-    return jnp.sum(jax.vmap(model._example_terms)(x, context), axis=-1)
+    return jnp.sum(model._batch_terms(x, context), axis=-1)
 
 
 @jax.jit
@@ -327,8 +411,7 @@ def flat_train_log_prob(model: Model, x: Float[Array, "b d"], context, key: PRNG
     """The training-time log-likelihood of each row: as ``flat_log_prob`` but with dropout
     on (one key per row, from ``key``) in conditioners declared with ``dropout > 0``; equal to
     ``flat_log_prob`` for a model without dropout."""
-    keys = jax.random.split(key, x.shape[0])
-    return jnp.sum(jax.vmap(model._example_terms)(x, context, keys), axis=-1)
+    return jnp.sum(model._batch_terms(x, context, key), axis=-1)
 
 
 @jax.jit

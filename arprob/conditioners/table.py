@@ -11,13 +11,15 @@ data and ``prior=0`` is uniform.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import ClassVar, Literal
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Bool, Float, Int
 
 from ..errors import SpecError
 from ..heads import CategoricalHead, Head
@@ -285,3 +287,210 @@ class TableConditioner(Conditioner):
         total = counts.sum(-1, keepdims=True) + k * self.prior
         probs = jnp.where(total > 0, (counts + self.prior) / jnp.where(total > 0, total, 1.0), 1.0 / k)
         return eqx.tree_at(lambda t: t.log_probs, self, jnp.log(probs))
+
+
+# ---------------------------------------------------------------------------------------------
+# The gathered form of a model's tables (``Model`` scores and samples its table components
+# through it; ``arprob.interop.BayesNet`` is the same kernel over given CPTs).
+
+#: Below this many table elements ``log_prob`` unrolls one static column sum per element
+#: (XLA fuses them into one loop, as hand-written code is); from it on, the data travel
+#: transposed and each parent slot is one row gather (compile time independent of ``T``).
+UNROLL_BELOW = 160
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TablePlan:
+    """Where every element of a spec's table components reads its log-probability.
+
+    The model's tables, flattened and concatenated in component order, form one vector
+    ``cells``; table element ``t`` (flat element ``elements[t]``, ``card[t]`` values) reads
+    ``cells[base[t] + row_t(x) * card[t] + x_e]`` with the mixed-radix row
+    ``row_t(x) = sum_j x[parents[t, j]] * strides[t, j]`` of ``Table.build`` (padded slots read
+    element ``D``, a zero, with stride 0). ``chunks`` cuts the table elements into
+    topological levels (level 0: no table parent; level ``l``: parents in levels ``< l``),
+    each level into chunks of one width, padded with ``T + 1``: the sampler draws a chunk at
+    once. It is built from the spec alone (``table_plan``) and holds no arrays of the model.
+    """
+
+    components: tuple[int, ...]
+    slices: tuple[tuple[int, int], ...]
+    elements: np.ndarray
+    parents: np.ndarray
+    strides: np.ndarray
+    base: np.ndarray
+    card: np.ndarray
+    chunks: np.ndarray
+    num_elements: int
+
+    @property
+    def num_table_elements(self) -> int:
+        return len(self.elements)
+
+    @property
+    def covers_all(self) -> bool:
+        """Every element of the model is a table element, in flat order."""
+        return self.num_table_elements == self.num_elements
+
+
+def table_plan(spec) -> TablePlan | None:
+    """The ``TablePlan`` of ``spec``'s ``Table`` components (``None`` when it has none);
+    cached per spec."""
+    try:
+        return _table_plan(spec)
+    except TypeError:  # an unhashable spec: not cached
+        return _table_plan.__wrapped__(spec)
+
+
+@functools.lru_cache(maxsize=32)
+def _table_plan(spec) -> TablePlan | None:
+    layout, steps = spec.layout, spec.steps
+    d = layout.num_elements
+    comps, slices, elems, pars, strs, base, card = [], [], [], [], [], [], []
+    cells = 0
+    for i, (var, (name, cond)) in enumerate(zip(spec.variables, spec.conditionals)):
+        if not isinstance(cond, Table):
+            continue
+        k = int(var.num_values)
+        start = len(elems)
+        rows = 0
+        for e in layout.elements_of(name):
+            ps = cond._parents_of(layout, steps, int(e))
+            cards = layout.num_values[ps]
+            radix = np.concatenate([np.cumprod(cards[::-1])[::-1][1:], [1]]) if len(cards) else np.zeros(0)
+            elems.append(int(e))
+            pars.append(np.asarray(ps, np.int64))
+            strs.append(np.asarray(radix, np.int64))
+            base.append(cells + rows * k)
+            card.append(k)
+            rows += math.prod(int(c) for c in cards)
+        cells += rows * k
+        comps.append(i)
+        slices.append((start, len(elems)))
+    if not comps:
+        return None
+    if cells + 1 >= 2**31:
+        raise SpecError(f"The model's tables have {cells} cells; at most 2**31 - 2 fit int32 indices.")
+    t = len(elems)
+    r = max([len(p) for p in pars] + [1])
+    parents = np.full((t, r), d, np.int64)
+    strides = np.zeros((t, r), np.int64)
+    for j, (p, s) in enumerate(zip(pars, strs)):
+        parents[j, : len(p)] = p
+        strides[j, : len(s)] = s
+    elements = np.asarray(elems, np.int64)
+    # levels over table elements (parents that are not table elements are given: level -1)
+    where = np.full(d + 1, -1, np.int64)
+    where[elements] = np.arange(t)
+    level = np.zeros(t, np.int64)
+    for j in np.argsort(steps.step[elements], kind="stable"):  # parents come at earlier steps
+        ps = where[parents[j]]
+        ps = ps[ps >= 0]
+        level[j] = 1 + level[ps].max() if ps.size else 0
+    chunks = level_chunks([np.flatnonzero(level == lv) for lv in range(int(level.max()) + 1)], t)
+    return TablePlan(components=tuple(comps), slices=tuple(slices), elements=elements, parents=parents,
+                     strides=strides, base=np.asarray(base, np.int64), card=np.asarray(card, np.int64), chunks=chunks,
+                     num_elements=d)
+
+
+def level_chunks(levels: list[np.ndarray], t: int) -> np.ndarray:
+    """Cut each level into chunks of one width ``w`` (padded with ``t + 1``, dropped on
+    write), ``w`` minimising the padded work ``chunks * (w + 8)`` (8: a step's overhead in
+    elements, a rough CPU figure)."""
+    best = None
+    for w in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512):
+        count = sum(-(-len(g) // w) for g in levels)
+        cost = count * (w + 8)
+        if best is None or cost < best[0]:
+            best = (cost, w, count)
+    _, w, count = best
+    out = np.full((count, w), t + 1, dtype=np.int64)
+    i = 0
+    for g in levels:
+        for c in range(0, len(g), w):
+            part = g[c : c + w]
+            out[i, : len(part)] = part
+            i += 1
+    return out
+
+
+def _i32(a) -> Array:
+    return jnp.asarray(np.asarray(a), jnp.int32)
+
+
+def gathered_terms(plan: TablePlan, cells: Float[Array, " c"], x: Array) -> Float[Array, "b t"]:
+    """``log p(x_e | x_pa(e))`` of every table element (columns in plan order) of a batch of
+    flat, validated rows ``x`` ``(b, D)``: one gather of ``cells``."""
+    xi = x.astype(jnp.int32)
+    t = plan.num_table_elements
+    if t < UNROLL_BELOW:
+        cols = []
+        for j in range(t):  # static columns: XLA fuses the index arithmetic into one loop
+            row = None
+            for p, s in zip(plan.parents[j], plan.strides[j]):
+                if s:
+                    term = xi[:, int(p)] * int(s)
+                    row = term if row is None else row + term
+            e = int(plan.elements[j])
+            idx = xi[:, e] + int(plan.base[j]) if row is None else row * int(plan.card[j]) + xi[:, e] + int(plan.base[j])
+            cols.append(idx)
+        return jnp.take(cells, jnp.stack(cols, axis=1), mode="clip")
+    xt = _padded_t(xi)
+    idx = _i32(plan.base)[:, None] + transposed_rows(plan, xt, None) * _i32(plan.card)[:, None] + jnp.take(
+        xt, _i32(plan.elements), axis=0)
+    return jnp.take(cells, idx, mode="clip").T
+
+
+def _padded_t(x: Int[Array, "n d"]) -> Int[Array, "d1 n"]:
+    """``x`` transposed with an all-zero row ``D`` appended (what padded parent slots read)."""
+    return jnp.concatenate([x.T, jnp.zeros((1, x.shape[0]), x.dtype)], axis=0)
+
+
+def transposed_rows(plan: TablePlan, xt: Int[Array, "d1 n"], cols: Int[Array, " m"] | None) -> Int[Array, "m n"]:
+    """Mixed-radix rows of table elements ``cols`` (all when ``None``) from transposed data:
+    ``r`` row gathers, one per parent slot."""
+    par, st = _i32(plan.parents), _i32(plan.strides)
+    if cols is not None:
+        par, st = jnp.take(par, cols, axis=0, mode="clip"), jnp.take(st, cols, axis=0, mode="clip")
+    row = jnp.zeros((par.shape[0], xt.shape[1]), jnp.int32)
+    for j in range(plan.parents.shape[1]):
+        row = row + jnp.take(xt, par[:, j], axis=0) * st[:, j, None]
+    return row
+
+
+def gathered_complete(
+    plan: TablePlan, cdf: Float[Array, " c"], u: Float[Array, "t n"], xt: Int[Array, "d1 n"],
+    observed_t: Bool[Array, "d1 n"] | None,
+) -> Int[Array, "d1 n"]:
+    """Fill the table elements of transposed data ``xt`` level chunk by level chunk inside
+    one ``lax.scan``: element ``t`` takes the number of values ``j < k - 1`` with
+    ``cdf[row, j] <= u[t]`` (``cdf``: each row's cumulative probabilities divided by their
+    sum), by binary search; ``observed_t`` entries keep their values."""
+    elements, card, base = _i32(plan.elements), _i32(plan.card), _i32(plan.base)
+    steps = max(1, math.ceil(math.log2(max(int(plan.card.max()), 2))))
+
+    def body(xt, cols):
+        k = jnp.take(card, cols, mode="clip")[:, None]
+        start = jnp.take(base, cols, mode="clip")[:, None] + transposed_rows(plan, xt, cols) * k
+        target = jnp.take(u, cols, axis=0, mode="clip")
+        lo = jnp.zeros_like(start)
+        hi = jnp.broadcast_to(k - 1, start.shape)
+        for _ in range(steps):  # draw = #{j < k - 1 : cdf_j <= u}
+            mid = (lo + hi) // 2
+            below = jnp.take(cdf, start + mid, mode="clip") <= target
+            active = lo < hi
+            lo = jnp.where(active & below, mid + 1, lo)
+            hi = jnp.where(active & ~below, mid, hi)
+        rows = jnp.take(elements, cols, mode="fill", fill_value=xt.shape[0] + 1)  # padding: dropped
+        if observed_t is not None:
+            lo = jnp.where(jnp.take(observed_t, rows, axis=0, mode="clip"), jnp.take(xt, rows, axis=0, mode="clip"), lo)
+        return xt.at[rows].set(lo, mode="drop"), None
+
+    xt, _ = jax.lax.scan(body, xt, _i32(plan.chunks))
+    return xt
+
+
+def normalised_cdf(logits: Float[Array, "rows k"]) -> Float[Array, " c"]:
+    """Each row's cumulative ``softmax(logits)`` divided by its sum (last entry 1), flat."""
+    c = jnp.cumsum(jax.nn.softmax(logits, axis=-1), axis=-1)
+    return (c / c[:, -1:]).reshape(-1)
