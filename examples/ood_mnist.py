@@ -115,8 +115,11 @@ def image_spec(levels: int, args) -> ar.Spec:
         variable, head = ar.Binary("img", shape=(28, 28)), None
     else:
         variable, head = ar.Ordinal("img", levels=levels, shape=(28, 28)), ar.DiscretizedLogisticMixture(5)
-    channels = args.binary_channels if levels == 2 else args.channels
-    cond = ar.PixelCNN(channels=channels, num_layers=args.layers, head=head, dropout=args.dropout)
+    if args.conditioner == "made":  # --quick: compiles in seconds
+        cond = ar.MADE(hidden=(args.channels,), head=head, dropout=args.dropout)
+    else:
+        channels = args.binary_channels if levels == 2 else args.channels
+        cond = ar.PixelCNN(channels=channels, num_layers=args.layers, head=head, dropout=args.dropout)
     return ar.Spec(variables=(variable,), conditionals={"img": cond})
 
 
@@ -130,7 +133,7 @@ def fit_kwargs(args, steps: int) -> dict:
     }
 
 
-def pyod_detectors(seed: int) -> dict:
+def pyod_detectors(seed: int, names=PYOD) -> dict:
     """PyOD's detectors with default settings, or ``{}`` without PyOD."""
     try:
         from pyod.models.copod import COPOD
@@ -153,7 +156,7 @@ def pyod_detectors(seed: int) -> dict:
         "HBOS": HBOS,
         "PCA": lambda: PCA(random_state=seed),
     }
-    return {name: made[name] for name in PYOD}
+    return {name: made[name] for name in names}
 
 
 # ------------------------------------------------------------------ the run
@@ -199,7 +202,7 @@ def run(args) -> dict:
     t0 = time.perf_counter()
     classifiers = {
         kind: attacks.train_classifier(x_fit, y_fit, kind=kind, levels=256, num_steps=args.clf_steps, seed=args.seed)
-        for kind in ("logreg", "mlp")
+        for kind in args.classifiers
     }
     adversarial = {}
     for kind, clf in classifiers.items():
@@ -223,7 +226,7 @@ def run(args) -> dict:
     t0 = time.perf_counter()
     pyod_scores = {}
     flat = lambda a: a.reshape(len(a), -1).astype(np.float64) / 255
-    for name, make in pyod_detectors(args.seed).items():
+    for name, make in pyod_detectors(args.seed, args.pyod).items():
         det = make().fit(flat(x_fit))
         pyod_scores[name] = {k: det.decision_function(flat(v)) for k, v in [("test", x_test), *sets.items()]}
     timings["PyOD fit and scoring"] = time.perf_counter() - t0
@@ -335,7 +338,8 @@ def markdown(result: dict, args) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--conditioner", choices=["pixelcnn", "made"], default="pixelcnn")
+    parser.add_argument("--channels", type=int, default=32, help="PixelCNN channels (MADE: hidden units)")
     parser.add_argument("--layers", type=int, default=5)
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -355,11 +359,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     args.n_train, args.n_cal = 3000, 500
     args.eps_attack, args.eps_purify, args.eps_defend = [4, 8, 16], [8, 16], [8, 16, 32]
+    args.classifiers, args.pyod = ("logreg", "mlp"), PYOD
     if args.quick:
         args.channels, args.layers, args.batch_size = 8, 2, 16
         args.n_train, args.n_cal, args.n_test, args.n_val, args.n_purify = 200, 40, 40, 8, 8
-        args.eps_attack, args.eps_purify, args.eps_defend = [8], [8], [8, 16]
-        args.no_binary = True
+        args.eps_attack, args.eps_purify, args.eps_defend = [8], [8], [8]
+        args.classifiers, args.pyod, args.no_binary = ("logreg",), ("KNN", "PCA"), True
     defaults = (5, 5, 3, 30) if args.quick else (450, 80, 200, 300)
     for name, value in zip(("steps", "bg_steps", "binary_steps", "clf_steps"), defaults):
         if getattr(args, name) is None:
