@@ -23,6 +23,8 @@ RUNS: dict[str, list[str] | str] = {
     "quickstart.py": ["--steps", "20"],
     "ood_digits.py": ["--quick"],
     "ood_novelty.py": ["--quick"],
+    "ood_mnist.py": "fits 28x28 PixelCNNs and compiles the 784-step purification even with --quick (85 s wall on the "
+    "loaded machine, over the budget); its parts are tested in test_ood_mnist.py and test_ood_detector.py",
     "bayesnet_asia.py": ["--quick"],
     "tabular_anomaly.py": ["--quick"],
     "digits_samples.py": ["--quick", "--model", "made", "--out", "{tmp}/grid.png"],

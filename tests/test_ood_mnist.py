@@ -112,3 +112,16 @@ def test_every_cli_job_takes_28x28_images(mnist, tmp_path, form):
     assert main(["sample", str(ckpt), "-n", "2", "--out", str(tmp_path / "s.npz")]) == 0
     samples = np.load(tmp_path / "s.npz")["img"]
     assert samples.shape == (2, 28, 28) and samples.min() >= 0 and samples.max() <= 255
+
+
+def test_blur_is_scipys_gaussian_filter_rounded():
+    from scipy.ndimage import gaussian_filter
+
+    from arprob.ood import shifts
+
+    x = np.random.default_rng(0).integers(0, 256, (3, 28, 28)).astype(np.uint8)
+    ref = np.stack([gaussian_filter(im.astype(float), 1.0, mode="nearest", truncate=3.0) for im in x])
+    got = shifts.blur(x, 1.0)
+    assert got.dtype == np.uint8 and np.abs(got.astype(float) - ref).max() <= 0.5 + 1e-9
+    with pytest.raises(ValueError, match="sigma"):
+        shifts.blur(x, 0)
