@@ -198,7 +198,8 @@ def main(argv=None) -> None:
     if args.speed_only:
         args.cases = []
     head = ["case", "AutoDetector", *PYOD, "best PyOD", "arprob s", "chosen (last split)"]
-    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+    if args.cases:
+        print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     means = []
     for name in args.cases:
         rows = case(name)
