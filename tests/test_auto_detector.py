@@ -68,10 +68,12 @@ def test_column_kinds_unseen_states_and_explanations():
 def test_pandas_frames_with_categories_and_missing_values():
     pd = pytest.importorskip("pandas")
     d = _mixed(200, 1)
-    frame = pd.DataFrame({**d, "colour": pd.Categorical(d["colour"])})
+    frame = pd.DataFrame({**d, "colour": pd.Categorical(d["colour"]), "count": pd.array(d["count"], dtype="Int64")})
     frame.loc[3, "size"] = np.nan
     frame.loc[4, "colour"] = None
+    frame.loc[5, "count"] = pd.NA
     det = AutoDetector(time_budget=0.5).fit(frame)
+    assert {c.name: c.kind for c in det.schema_}["count"] == "categorical"  # nullable integers, few values
     scores = det.decision_function(frame.iloc[:6])
     assert np.isfinite(scores).all()
 

@@ -460,7 +460,8 @@ class AutoDetector(OutlierMixin, BaseEstimator):
         for c in self.schema_:
             if c.kind == "ordinal" and len(c.shape) >= 2:
                 bits += [png_bits(np.clip(im, 0, c.levels - 1).astype(np.int64), c.levels) for im in columns[c.name]]
-        return np.stack([nll, nll / math.log(2.0) - bits, nll - background_nll])
+        with np.errstate(invalid="ignore"):  # inf - inf: a record of probability 0 under both models
+            return np.stack([nll, nll / math.log(2.0) - bits, nll - background_nll])
 
     def _fuse(self, components: np.ndarray, leave_one_out: bool = False) -> np.ndarray:
         from .detector import fuse_scores

@@ -104,7 +104,9 @@ def _pandas_column(series) -> np.ndarray:
         return np.asarray(series.astype(object).where(series.notna(), None), dtype=object)
     if dtype == "boolean":  # nullable boolean
         return np.asarray(series.astype(object).where(series.notna(), None), dtype=object)
-    if dtype.startswith(("Int", "UInt", "Float")):  # nullable numeric: NA -> NaN
+    if dtype.startswith(("Int", "UInt")):  # nullable integers: ints and None, kinds as for integers
+        return np.asarray([None if m else int(v) for v, m in zip(series.astype(object), series.isna())], dtype=object)
+    if dtype.startswith("Float"):  # nullable floats: NA -> NaN
         return series.astype("float64").to_numpy()
     return series.to_numpy()
 
@@ -142,6 +144,9 @@ def _default_kind(a: np.ndarray, max_categories: int) -> str:
         return "real"
     if a.dtype.kind in "biu":
         return "categorical" if a.dtype.kind == "b" or np.unique(a).size <= max_categories else "real"
+    values = [v for v in a.tolist() if not _is_missing(v)]
+    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):  # nullable integers
+        return "categorical" if len(set(values)) <= max_categories else "real"
     return "categorical"
 
 
