@@ -221,10 +221,13 @@ def _sample_common(spec, u: int) -> int:
     return d + f + s * m * u
 
 
-def _est(cond, var, spec, n, p, *, params: int, buffers: int, build: int, fixed: int, lp: int, smp: int):
+def _est(cond, var, spec, n, p, *, params: int, buffers: int, build: int, fixed: int, lp: int, smp: int,
+         scan: bool = True):
+    """``scan=False``: the model does not sample through the step scan (all tables), so no
+    per-component share of its uniforms, sample and features."""
     it = _itemsize()
     u = int(getattr(cond.bind_head(var), "num_uniforms", 1))
-    sample_common = _sample_common(spec, u)
+    sample_common = _sample_common(spec, u) if scan else 0
     _, _, s, m, _ = _sizes(spec)
     buffers += 4 * (n + 2 * s * min(m, n))  # the model's component: elements, block rows and elements (int32)
     return ComponentEstimate(
@@ -288,8 +291,26 @@ def _table(cond, var, spec, n, p):
         cards = [int(c) for c in layout.num_values[parent_elements(layout, cond.parents)]]
         per = math.prod(cards) * k ** len(cond.neighbours or ())
         rows = min(n * per, 2**24 // k + 1)  # Table refuses more than 2^24 cells
+    # scoring gathers (``conditioners.table.TablePlan``): per element and example the int32 row
+    # and cell index of each of its r parents, the transposed copy and the term; the table's
+    # normalised, padded copy once per call. A model of tables only samples level by level
+    # (per element: the draw, its uniform, the binary search's bounds, the flat output).
+    r = _table_parents(cond, layout, steps, elements)
+    width = max(int(v.num_values) for v in spec.variables if v.is_discrete)
+    only_tables = all(type(c).kind == "table" for _, c in spec.conditionals)
     return _est(cond, var, spec, n, p, params=rows * k, buffers=4 * (n * d + 2 * n), build=4 * n * d + 8 * rows * k,
-                fixed=0, lp=2 * d + 2 * n * k, smp=n * k)
+                fixed=2 * rows * width, lp=n * (r + 4) + (0 if only_tables else 2 * d),  # beside others: x as int, the concatenation
+                smp=n * (r + 8) if only_tables else n * (r + 4 + k),
+                scan=not only_tables)
+
+
+def _table_parents(cond, layout, steps, elements) -> int:
+    """The most parent elements one element of a table reads (``r``)."""
+    if cond.all_earlier:
+        return max(len(cond._parents_of(layout, steps, int(e))) for e in elements)
+    from .masks import parent_elements
+
+    return len(parent_elements(layout, cond.parents)) + len(cond.neighbours or ())
 
 
 @register_estimator("transformer")

@@ -19,7 +19,15 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .choice import BoxArgmax, ChoiceRule, Draw, KeepObserved
 from .conditioners.base import Conditioner, ConditionerContext
-from .conditioners.table import TablePlan, gathered_complete, gathered_terms, normalised_cdf, table_plan
+from .conditioners.table import (
+    TablePlan,
+    gathered_complete,
+    gathered_log_prob,
+    gathered_terms,
+    normalised_cdf,
+    padded_logits,
+    table_plan,
+)
 from .conditioners.table import _padded_t as table_padded_t
 from .features import Encoder
 from .heads import Head
@@ -123,9 +131,10 @@ class Model(eqx.Module):
     def _table_cells(self, plan: TablePlan) -> Float[Array, " c"]:
         """Every table's log-probabilities (``log_softmax`` of its logits, as the categorical head
         reads them), flattened and concatenated in component order."""
-        parts = [jax.nn.log_softmax(self.components[i].conditioner.log_probs, axis=-1).reshape(-1)
-                 for i in plan.components]
-        return jnp.concatenate(parts) if len(parts) > 1 else parts[0]
+        return self._table_logits(plan, normalise=True).reshape(-1)
+
+    def _table_logits(self, plan: TablePlan, normalise: bool = False) -> Float[Array, "r w"]:
+        return padded_logits(plan, [self.components[i].conditioner.log_probs for i in plan.components], normalise)
 
     def _batch_terms(self, x: Float[Array, "b d"], context, key=None) -> Float[Array, "b d"]:
         """Per-element terms of a batch: the table components by one gather (``TablePlan``),
@@ -290,7 +299,7 @@ class Model(eqx.Module):
         plan = table_plan(self.spec)
         assert plan is not None
         n = x.shape[0]
-        cdf = jnp.concatenate([normalised_cdf(self.components[i].conditioner.log_probs) for i in plan.components])
+        cdf = normalised_cdf(self._table_logits(plan))
         u = jax.random.uniform(key, (n, plan.num_table_elements), cdf.dtype)
         obs = jnp.zeros(x.shape, bool) if observed is None else observed > 0
         xi = x.astype(jnp.int32)
@@ -403,6 +412,9 @@ def flat_log_prob_terms(model: Model, x: Float[Array, "b d"], context=None) -> F
 @jax.jit
 def flat_log_prob(model: Model, x: Float[Array, "b d"], context=None) -> Float[Array, " b"]:
     """Joint log-likelihood of each row of a flat, validated ``x``."""
+    plan = table_plan(model.spec)
+    if plan is not None and plan.covers_all:  # summed as gathered
+        return gathered_log_prob(plan, model._table_cells(plan), x)
     return jnp.sum(model._batch_terms(x, context), axis=-1)
 
 

@@ -278,7 +278,7 @@ def bench_compiled(name: str, args) -> dict | None:
         "compiled_log_prob": lambda: lp_c(model, x),
         "hand_gather": lambda: hand(draws),
         "bayesnet_log_prob": lambda: lp_bn(net, draws),
-        "compiled_sample": lambda: sample_c(model, jax.random.key(3)),
+        "compiled_sample": lambda: sample_c(model, jax.random.key(3), None),
         "bayesnet_sample": lambda: sample_bn(net, jax.random.key(3)),
     }, args.repeats)
     row = {

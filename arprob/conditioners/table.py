@@ -303,9 +303,11 @@ UNROLL_BELOW = 160
 class TablePlan:
     """Where every element of a spec's table components reads its log-probability.
 
-    The model's tables, flattened and concatenated in component order, form one vector
-    ``cells``; table element ``t`` (flat element ``elements[t]``, ``card[t]`` values) reads
-    ``cells[base[t] + row_t(x) * card[t] + x_e]`` with the mixed-radix row
+    The model's tables, grouped by cardinality (``groups``: ``(k, positions in
+    components)``, ascending ``k``), each padded to ``width`` values (the largest) and
+    concatenated, form one ``(R, width)`` array, read flat as ``cells``;
+    table element ``t`` (flat element ``elements[t]``, ``card[t]`` values) reads
+    ``cells[(base[t] + row_t(x)) * width + x_e]`` with the mixed-radix row
     ``row_t(x) = sum_j x[parents[t, j]] * strides[t, j]`` of ``Table.build`` (padded slots read
     element ``D``, a zero, with stride 0). ``chunks`` cuts the table elements into
     topological levels (level 0: no table parent; level ``l``: parents in levels ``< l``),
@@ -322,6 +324,8 @@ class TablePlan:
     card: np.ndarray
     chunks: np.ndarray
     num_elements: int
+    width: int
+    groups: tuple[tuple[int, tuple[int, ...]], ...]
 
     @property
     def num_table_elements(self) -> int:
@@ -346,8 +350,7 @@ def table_plan(spec) -> TablePlan | None:
 def _table_plan(spec) -> TablePlan | None:
     layout, steps = spec.layout, spec.steps
     d = layout.num_elements
-    comps, slices, elems, pars, strs, base, card = [], [], [], [], [], [], []
-    cells = 0
+    comps, slices, elems, pars, strs, base, card, sizes = [], [], [], [], [], [], [], []
     for i, (var, (name, cond)) in enumerate(zip(spec.variables, spec.conditionals)):
         if not isinstance(cond, Table):
             continue
@@ -361,16 +364,27 @@ def _table_plan(spec) -> TablePlan | None:
             elems.append(int(e))
             pars.append(np.asarray(ps, np.int64))
             strs.append(np.asarray(radix, np.int64))
-            base.append(cells + rows * k)
+            base.append(rows)  # inside the component's table; its offset is added below
             card.append(k)
             rows += math.prod(int(c) for c in cards)
-        cells += rows * k
+        sizes.append((k, rows))
         comps.append(i)
         slices.append((start, len(elems)))
     if not comps:
         return None
-    if cells + 1 >= 2**31:
-        raise SpecError(f"The model's tables have {cells} cells; at most 2**31 - 2 fit int32 indices.")
+    # tables of one cardinality are adjacent (one group each, cardinalities ascending), so the
+    # model normalises and pads each group at once, not each table
+    groups = tuple((k, tuple(j for j, (kj, _) in enumerate(sizes) if kj == k)) for k in sorted({k for k, _ in sizes}))
+    offset, total = np.zeros(len(comps), np.int64), 0
+    for _, members in groups:
+        for j in members:
+            offset[j] = total
+            total += sizes[j][1]
+    base = [b + offset[j] for j, (lo, hi) in enumerate(slices) for b in base[lo:hi]]
+    width = max(card)
+    if (total + 1) * width >= 2**31:
+        raise SpecError(f"The model's tables have {total} rows of up to {width} values; at most 2**31 - 2 cells fit "
+                        "int32 indices.")
     t = len(elems)
     r = max([len(p) for p in pars] + [1])
     parents = np.full((t, r), d, np.int64)
@@ -390,7 +404,7 @@ def _table_plan(spec) -> TablePlan | None:
     chunks = level_chunks([np.flatnonzero(level == lv) for lv in range(int(level.max()) + 1)], t)
     return TablePlan(components=tuple(comps), slices=tuple(slices), elements=elements, parents=parents,
                      strides=strides, base=np.asarray(base, np.int64), card=np.asarray(card, np.int64), chunks=chunks,
-                     num_elements=d)
+                     num_elements=d, width=int(width), groups=groups)
 
 
 def level_chunks(levels: list[np.ndarray], t: int) -> np.ndarray:
@@ -418,27 +432,61 @@ def _i32(a) -> Array:
     return jnp.asarray(np.asarray(a), jnp.int32)
 
 
+def padded_logits(
+    plan: TablePlan, logits: list[Float[Array, "rows k"]], normalise: bool = False
+) -> Float[Array, "r w"]:
+    """The tables' logits (``logits[j]`` of ``plan.components[j]``) in the plan's row order,
+    each cardinality group concatenated (``log_softmax`` per row when ``normalise``) and padded
+    to ``plan.width`` values with ``-inf``: a few operations per cardinality, none per table."""
+    w = plan.width
+    parts = []
+    for k, members in plan.groups:
+        a = jnp.concatenate([logits[j] for j in members]) if len(members) > 1 else logits[members[0]]
+        if normalise:
+            a = jax.nn.log_softmax(a, axis=-1)
+        parts.append(a if k == w else jnp.pad(a, ((0, 0), (0, w - k)), constant_values=-jnp.inf))
+    return jnp.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def _static_index(plan: TablePlan, xi: Int[Array, "b d"]) -> list[Int[Array, " b"]]:
+    """Each table element's cell index, from static columns (small plans)."""
+    cols = []
+    w = plan.width
+    for j in range(plan.num_table_elements):  # XLA fuses the index arithmetic into one loop
+        idx = xi[:, int(plan.elements[j])] + int(plan.base[j]) * w
+        for p, s in zip(plan.parents[j], plan.strides[j]):
+            if s:
+                idx = idx + xi[:, int(p)] * int(s * w)
+        cols.append(idx)
+    return cols
+
+
+def _transposed_index(plan: TablePlan, xi: Int[Array, "b d"]) -> Int[Array, "t b"]:
+    xt = _padded_t(xi)
+    return (_i32(plan.base)[:, None] + transposed_rows(plan, xt, None)) * plan.width + jnp.take(
+        xt, _i32(plan.elements), axis=0)
+
+
 def gathered_terms(plan: TablePlan, cells: Float[Array, " c"], x: Array) -> Float[Array, "b t"]:
     """``log p(x_e | x_pa(e))`` of every table element (columns in plan order) of a batch of
-    flat, validated rows ``x`` ``(b, D)``: one gather of ``cells``."""
+    flat, validated rows ``x`` ``(b, D)``, ``cells`` the flat normalised log tables: one gather."""
     xi = x.astype(jnp.int32)
-    t = plan.num_table_elements
-    if t < UNROLL_BELOW:
-        cols = []
-        for j in range(t):  # static columns: XLA fuses the index arithmetic into one loop
-            row = None
-            for p, s in zip(plan.parents[j], plan.strides[j]):
-                if s:
-                    term = xi[:, int(p)] * int(s)
-                    row = term if row is None else row + term
-            e = int(plan.elements[j])
-            idx = xi[:, e] + int(plan.base[j]) if row is None else row * int(plan.card[j]) + xi[:, e] + int(plan.base[j])
-            cols.append(idx)
-        return jnp.take(cells, jnp.stack(cols, axis=1), mode="clip")
-    xt = _padded_t(xi)
-    idx = _i32(plan.base)[:, None] + transposed_rows(plan, xt, None) * _i32(plan.card)[:, None] + jnp.take(
-        xt, _i32(plan.elements), axis=0)
-    return jnp.take(cells, idx, mode="clip").T
+    if plan.num_table_elements < UNROLL_BELOW:
+        return jnp.take(cells, jnp.stack(_static_index(plan, xi), axis=1), mode="clip")
+    return jnp.take(cells, _transposed_index(plan, xi), mode="clip").T
+
+
+def gathered_log_prob(plan: TablePlan, cells: Float[Array, " c"], x: Array) -> Float[Array, " b"]:
+    """``sum_t log p(x_t | x_pa(t))`` over the table elements (the sum of ``gathered_terms``,
+    added as it is gathered when the plan is small)."""
+    xi = x.astype(jnp.int32)
+    if plan.num_table_elements < UNROLL_BELOW:
+        cols = _static_index(plan, xi)
+        total = jnp.take(cells, cols[0], mode="clip")
+        for c in cols[1:]:
+            total = total + jnp.take(cells, c, mode="clip")
+        return total
+    return jnp.take(cells, _transposed_index(plan, xi), mode="clip").sum(0)
 
 
 def _padded_t(x: Int[Array, "n d"]) -> Int[Array, "d1 n"]:
@@ -467,11 +515,12 @@ def gathered_complete(
     ``cdf[row, j] <= u[t]`` (``cdf``: each row's cumulative probabilities divided by their
     sum), by binary search; ``observed_t`` entries keep their values."""
     elements, card, base = _i32(plan.elements), _i32(plan.card), _i32(plan.base)
+    w = plan.width
     steps = max(1, math.ceil(math.log2(max(int(plan.card.max()), 2))))
 
     def body(xt, cols):
         k = jnp.take(card, cols, mode="clip")[:, None]
-        start = jnp.take(base, cols, mode="clip")[:, None] + transposed_rows(plan, xt, cols) * k
+        start = (jnp.take(base, cols, mode="clip")[:, None] + transposed_rows(plan, xt, cols)) * w
         target = jnp.take(u, cols, axis=0, mode="clip")
         lo = jnp.zeros_like(start)
         hi = jnp.broadcast_to(k - 1, start.shape)
@@ -490,7 +539,11 @@ def gathered_complete(
     return xt
 
 
-def normalised_cdf(logits: Float[Array, "rows k"]) -> Float[Array, " c"]:
-    """Each row's cumulative ``softmax(logits)`` divided by its sum (last entry 1), flat."""
-    c = jnp.cumsum(jax.nn.softmax(logits, axis=-1), axis=-1)
+def normalised_cdf(logits: Float[Array, "r w"]) -> Float[Array, " c"]:
+    """Each row's cumulative ``softmax(logits)`` divided by its sum (last entry 1), flat. The
+    running sum is a product with a triangular matrix: one dot (a ``cumsum`` per table took
+    XLA seconds to compile)."""
+    p = jax.nn.softmax(logits, axis=-1)
+    w = logits.shape[-1]
+    c = jnp.dot(p, jnp.triu(jnp.ones((w, w), p.dtype)), precision=jax.lax.Precision.HIGHEST)
     return (c / c[:, -1:]).reshape(-1)
