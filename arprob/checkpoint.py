@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .fileio import atomic_write_bytes
+from .fileio import atomic_write_bytes, check_regular_file, read_regular_bytes
 from .model import Model
 from .spec.serialize import spec_from_dict, spec_to_dict
 
@@ -58,6 +58,9 @@ FORMAT = "arprob.checkpoint/2"
 FORMAT_V1 = "arprob.checkpoint/1"  # history as JSON lists; read, never written
 _PREFIX = struct.Struct("<8sIQ32s")  # magic, version, header length, sha256
 SEGMENTS = ("model", "opt_state", "best", "history")
+#: bytes of one value of a decoded history series: a Python float or int (24-32 bytes) and
+#: its list slot (8); the decoding's arrays (inflated bytes, unshuffled copy, float64) come on top
+HISTORY_LIST_BYTES = 40
 _HISTORY_DTYPES = {"int64": np.dtype("<i8"), "float32": np.dtype("<f4"), "float64": np.dtype("<f8")}
 
 
@@ -167,7 +170,7 @@ def _decode_history(path: Path, history: Any, segment: bytes) -> dict[str, Any]:
     series = history.get("series", {})
     if not isinstance(directory, list) or not isinstance(series, dict):
         raise _fail(path, "header 'history' must hold a table 'series' and a list 'arrays'.")
-    total, need = 0, 0
+    total, need, temp = 0, 0, 0
     for i, entry in enumerate(directory):
         ok = isinstance(entry, dict) and isinstance(entry.get("key"), str) and entry.get("dtype") in _HISTORY_DTYPES
         if not ok or not _is_count(entry.get("length")) or not _is_count(entry.get("bytes")):
@@ -176,7 +179,9 @@ def _decode_history(path: Path, history: Any, segment: bytes) -> dict[str, Any]:
         if entry["key"] in series:
             raise _fail(path, f"history series {entry['key']!r} is stored twice.")
         total += entry["bytes"]
-        need += entry["length"] * (8 + _HISTORY_DTYPES[entry["dtype"]].itemsize)
+        need += entry["length"] * HISTORY_LIST_BYTES  # the decoded list, kept
+        temp = max(temp, entry["length"] * (3 * _HISTORY_DTYPES[entry["dtype"]].itemsize + 8))  # while decoding
+    need += temp
     if total != len(segment):
         raise _fail(path, f"history arrays declare {total} bytes; the history segment has {len(segment)}.")
     budget = memory_budget()
@@ -283,13 +288,14 @@ def read_verified(
 
     path = Path(path)
     try:
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise CheckpointError(f"Checkpoint {str(path)!r} does not exist.")
+        check_regular_file(path, "Checkpoint", CheckpointError)  # a FIFO or device is never opened
         size = path.stat().st_size
         budget = memory_budget()
         if size > budget:
             raise _fail(path, f"the file has {format_bytes(size)}, over the memory budget of {format_bytes(budget)}.")
-        raw = path.read_bytes()
+        raw = read_regular_bytes(path, budget, "Checkpoint", CheckpointError)
     except OSError as err:
         raise _fail(path, f"cannot read the file ({err.strerror or err}).") from None
     if len(raw) < len(MAGIC) or raw[: len(MAGIC)] != MAGIC:
@@ -343,6 +349,19 @@ def _check_header(path: Path, header: dict[str, Any]) -> None:
     for key in ("rng", "state", "history"):
         if not isinstance(header.get(key, {}), dict):
             raise _fail(path, f"header {key!r} must be a table; got {type(header[key]).__name__}.")
+    for key, value in header.get("rng", {}).items():  # seed, epoch, batch, batch_size, num_examples
+        if value is not None and not (_is_count(value) and value < 2**63):
+            raise _fail(path, f"header 'rng.{key}' must be an integer in 0..2**63-1; got {value!r:.60}.")
+    state = header.get("state", {})
+    for key in ("best_val_nll", "elapsed"):
+        value = state.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not abs(value) < float("inf")):
+            raise _fail(path, f"header 'state.{key}' must be a finite number; got {value!r:.60}.")
+    if "bad_evals" in state and not (_is_count(state["bad_evals"]) and state["bad_evals"] < 2**63):
+        raise _fail(path, f"header 'state.bad_evals' must be an integer >= 0; got {state['bad_evals']!r:.60}.")
+    if not isinstance(state.get("settings", {}), dict):
+        raise _fail(path, "header 'state.settings' must be a table.")
 
 
 def read_header(path: str | os.PathLike) -> dict[str, Any]:
@@ -457,6 +476,33 @@ def _restore(path: Path, payload: bytes, header: dict, segment: str, like):
     return tree
 
 
+def _check_restored(path: Path, template: Model, restored: Model) -> None:
+    """A file cannot change the model's meaning: every integer or boolean array (MADE's
+    degrees, masks, index tables, schedules: all derived from the spec) must equal, bit
+    for bit, the one compiling the stored spec builds; every float array (the weights)
+    must be finite."""
+    flat_t = jax.tree_util.tree_flatten_with_path(template)[0]
+    flat_r = jax.tree_util.tree_leaves(restored)
+    for (where, t), r in zip(flat_t, flat_r):
+        if not isinstance(t, (jax.Array, np.ndarray)):
+            continue
+        name = jax.tree_util.keystr(where)
+        a = np.asarray(r)
+        if np.issubdtype(a.dtype, np.inexact):
+            if np.isnan(a).any():
+                raise _fail(path, f"array {name} holds {int(np.isnan(a).sum())} NaN values; weights must be numbers.")
+        elif not np.array_equal(a, np.asarray(t)):
+            raise _fail(path, f"array {name} differs from the one the stored spec derives (structural arrays are "
+                              "rebuilt from the spec, never taken from a file: the file was edited).")
+    for i, comp in enumerate(getattr(restored, "components", ())):
+        if getattr(type(comp.conditioner), "trainable", False):  # gradient-trained weights (tables may hold -inf)
+            for leaf in jax.tree_util.tree_leaves(comp.conditioner):
+                if isinstance(leaf, (jax.Array, np.ndarray)) and np.issubdtype(np.asarray(leaf).dtype, np.inexact) \
+                        and not np.isfinite(np.asarray(leaf)).all():
+                    raise _fail(path, f"the weights of conditioner {i} ({type(comp.conditioner).__name__}) hold "
+                                      "infinite values; weights must be finite.")
+
+
 def load_checkpoint(
     path: str | os.PathLike, model: Model | None = None, *, opt_state_like: Any = None, best_like: Any = None
 ) -> Checkpoint:
@@ -496,9 +542,12 @@ def load_checkpoint(
             diff = "spec (nested too deeply)"
         if diff is not None:
             raise CheckpointError(f"Checkpoint {str(path)!r} was written for another spec: differs at {diff}.")
+    restored = _restore(path, payload, header, "model", model)
+    if restored is not None:
+        _check_restored(path, model, restored)
     return Checkpoint(
         header=header,
-        model=_restore(path, payload, header, "model", model),
+        model=restored,
         opt_state=_restore(path, payload, header, "opt_state", opt_state_like) if opt_state_like is not None else None,
         best=_restore(path, payload, header, "best", best_like) if best_like is not None else None,
     )

@@ -444,6 +444,7 @@ class _Checkpoints:
     every: int
     main: bool
     last_saved: int | None = None
+    settings: dict | None = None  # the run's settings (``fit --resume`` continues with them)
 
     def due(self, step: int) -> bool:
         return self.path is not None and bool(self.every) and step % self.every == 0
@@ -469,7 +470,8 @@ class _Checkpoints:
                 best=None if validation is None else validation.best_params,
                 rng=rng,
                 state={"best_val_nll": None if math.isinf(best_val) else best_val,
-                       "bad_evals": 0 if validation is None else validation.bad_evals, "elapsed": elapsed},
+                       "bad_evals": 0 if validation is None else validation.bad_evals, "elapsed": elapsed,
+                       "settings": self.settings or {}},
                 history=history.to_json(),
             )
         self.last_saved = step
@@ -514,6 +516,22 @@ def _resume(path: Path, model: Model, params, opt_state, opts: FitOptions, num_e
         elapsed=float(st.get("elapsed", 0.0)),
         history=History.from_json(ck.header["history"]),
     )
+
+
+def run_settings(**given: Any) -> dict[str, Any]:
+    """The JSON-able settings of a ``fit`` call stored in its checkpoints (``state.settings``):
+    numbers and None as given; a custom optimizer, a learning-rate schedule or validation
+    data (not a fraction) are recorded by kind only (``"custom"``), so a resume knows it
+    must be given them again."""
+    out: dict[str, Any] = {}
+    for key, value in given.items():
+        if key == "optimizer":
+            out[key] = None if value is None else "custom"
+        elif value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            out[key] = value
+        else:
+            out[key] = "custom"
+    return out
 
 
 # --------------------------------------------------------------------------- fit
@@ -619,6 +637,10 @@ def fit(
     opts.check(val_source is not None)
 
     resume_path = _resume_path(resume, checkpoint)
+    settings = run_settings(num_steps=num_steps, epochs=epochs, batch_size=batch_size, seed=seed,
+                            learning_rate=learning_rate, optimizer=optimizer, clip_norm=clip_norm,
+                            weight_decay=weight_decay, validation=validation, patience=patience,
+                            checkpoint_every=checkpoint_every)
     lock = lock_checkpoint(checkpoint) if checkpoint is not None and main else None  # noqa: F841 (held by fit)
     history = History()
     if resume_path is None:
@@ -635,7 +657,7 @@ def fit(
             history.add("val_bpd", bpd)
         history.stop_reason = "nothing_to_train" if not trainable else "steps"
         if checkpoint is not None and is_main_process():
-            save_checkpoint(checkpoint, model=model, step=0, history=history.to_json())
+            save_checkpoint(checkpoint, model=model, step=0, history=history.to_json(), state={"settings": settings})
         return FitResult(objective.finish(model), history)
 
     if isinstance(source, ArraySource):  # lowered, with a MemoryBudgetWarning, to fit the memory budget
@@ -666,7 +688,7 @@ def fit(
     train_step, static_arrays = make_train_step(tx, static, objective, uses_key)
     base_key = jax.random.key(seed) if uses_key else None
 
-    checkpoints = _Checkpoints(checkpoint, checkpoint_every, main)
+    checkpoints = _Checkpoints(checkpoint, checkpoint_every, main, settings=settings)
     log = _Log(history, total_steps, step, k, progress, main, _known_rate(learning_rate, optimizer), elapsed0,
                checkpoints)
 

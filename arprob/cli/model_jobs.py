@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 import signal
+import sys
+import warnings
 from pathlib import Path
 
 import jax
@@ -55,22 +57,88 @@ class _StopOnSignal:
         return self.received is not None
 
 
+#: the settings of a new ``fit`` run (``--resume`` takes the checkpoint's instead)
+FIT_DEFAULTS = {"steps": 1000, "epochs": None, "batch_size": 128, "learning_rate": None, "clip_norm": None,
+                "weight_decay": None, "validation": None, "patience": None, "checkpoint_every": 500, "seed": 0}
+#: option name -> key of the checkpoint's ``state.settings`` (``arprob.train.run_settings``)
+_STORED = {"steps": "num_steps", "epochs": "epochs", "batch_size": "batch_size", "learning_rate": "learning_rate",
+           "clip_norm": "clip_norm", "weight_decay": "weight_decay", "validation": "validation",
+           "patience": "patience", "checkpoint_every": "checkpoint_every", "seed": "seed"}
+
+
+def _settings(args: argparse.Namespace, out: Path) -> dict:
+    """The run's settings: each option given explicitly, else (with ``--resume``) the
+    checkpoint's stored setting, else the new-run default."""
+    stored: dict = {}
+    if args.resume and out.exists():
+        from ..checkpoint import CheckpointError, read_header
+
+        state = read_header(out).get("state", {})
+        stored = state.get("settings", {}) if isinstance(state, dict) else {}
+        if not isinstance(stored, dict):
+            raise CheckpointError(f"Checkpoint {str(out)!r}: header 'state.settings' must be a table.")
+    chosen = {}
+    for option, default in FIT_DEFAULTS.items():
+        given = getattr(args, option)
+        value = stored.get(_STORED[option], default) if given is None else given
+        if value == "custom":
+            raise ValueError(f"{out} was written by a run with a custom {option.replace('_', '-')} (Python API); "
+                             f"give --{option.replace('_', '-')} explicitly to resume it from the shell.")
+        if given is None and value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or value < 0 or value > 2**63 - 1):
+            from ..checkpoint import CheckpointError
+
+            raise CheckpointError(f"Checkpoint {str(out)!r}: stored setting {_STORED[option]!r} is {value!r:.60}; "
+                                  f"give --{option.replace('_', '-')} explicitly.")
+        chosen[option] = value
+    if args.epochs is None and args.steps is not None:
+        chosen["epochs"] = None  # an explicit --steps replaces a stored --epochs
+    if args.steps is None and args.epochs is not None:
+        chosen["steps"] = None
+    for option in ("steps", "epochs", "batch_size", "patience", "checkpoint_every", "seed"):
+        if chosen[option] is not None:
+            chosen[option] = int(chosen[option])
+    return chosen
+
+
+def _continue_command(args: argparse.Namespace, out: Path, settings: dict) -> str:
+    """The shell command that continues this run (its settings spelled out)."""
+    import shlex
+
+    parts = ["arprob", "fit", args.spec, args.data, "--out", str(out), "--resume"]
+    for option, value in settings.items():
+        if value is not None and value != FIT_DEFAULTS[option]:
+            parts += [f"--{option.replace('_', '-')}", str(value)]
+    return " ".join(shlex.quote(str(p)) for p in parts)
+
+
 def fit(args: argparse.Namespace) -> int:
     """Compile a spec file, fit it to a data file, write a checkpoint."""
+    from ..checkpoint import lock_checkpoint
+    from ..fileio import check_output_path
+
     out = Path(args.out)
-    if out.exists() and not (args.resume or args.force):
-        raise ValueError(f"{out} exists; pass --resume to continue it or --force to overwrite it.")
+    check_output_path(out, "--out", force=True)  # a symlink, FIFO or folder is never written through
     check_spec_path(args.spec)
-    spec = ar.load_spec(args.spec)
-    model = ar.compile(spec, jax.random.key(args.seed))
-    with _StopOnSignal() as stop:
+    # The first Ctrl-C/SIGTERM from here on stops fit after its next update, which writes the
+    # checkpoint; the lock is taken before the existence check: two runs cannot both pass it.
+    with _StopOnSignal() as stop, lock_checkpoint(out), warnings.catch_warnings(record=True) as caught:
+        if out.exists() and not (args.resume or args.force):
+            raise ValueError(f"{out} exists; pass --resume to continue it or --force to overwrite it.")
+        settings = _settings(args, out)
+        spec = ar.load_spec(args.spec)
+        model = ar.compile(spec, jax.random.key(settings["seed"]))
+        warnings.simplefilter("always")
         result = ar.fit(
-            model, args.data, num_updates=None if args.epochs else args.steps, epochs=args.epochs,
-            batch_size=args.batch_size, seed=args.seed, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
-            validation=args.validation,
-            patience=args.patience, checkpoint=out, checkpoint_every=args.checkpoint_every,
+            model, args.data, num_updates=None if settings["epochs"] else settings["steps"],
+            epochs=settings["epochs"], batch_size=settings["batch_size"], seed=settings["seed"],
+            learning_rate=settings["learning_rate"], clip_norm=settings["clip_norm"],
+            weight_decay=settings["weight_decay"], validation=settings["validation"],
+            patience=settings["patience"], checkpoint=out, checkpoint_every=settings["checkpoint_every"],
             resume=out if args.resume and out.exists() else None, callbacks=[stop],
         )
+    for w in caught:  # one line each, not Python's "file:line: UserWarning:" block
+        print(f"arprob fit: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
     history = result.history
     losses = history["loss"]
     parts = [f"{len(losses)} updates, final loss {losses[-1]:.4f} nats/example" if losses else
@@ -81,9 +149,21 @@ def fit(args: argparse.Namespace) -> int:
     if stop.received is not None:
         name = signal.Signals(stop.received).name
         print(f"interrupted by {name}: stopped after the current update and wrote {out}; "
-              f"continue with: arprob fit {args.spec} {args.data} --out {out} --resume")
+              f"continue with: {_continue_command(args, out, settings)}")
         return EXIT_INTERRUPTED[stop.received]
     return 0
+
+
+#: host and device bytes per sampled element: uniforms (up to 2) and the sample in float64,
+#: the int32/int64 copies of the result and the bytes of the written file
+SAMPLE_BYTES_PER_ELEMENT = 48
+
+
+def _matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as err:
+        raise ImportError(f"{err}; PNG output needs matplotlib: pip install 'arprob[plot]'") from None
 
 
 def _per_record(model, data, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -107,6 +187,10 @@ def score(args: argparse.Namespace) -> int:
     """NLL, bits/dim and per-variable shares; per-record results to .npy, .csv or .jsonl."""
     if args.out is not None and Path(args.out).suffix not in (".npy", ".csv", ".jsonl"):
         raise ValueError(f"--out {args.out}: expected a .npy, .csv or .jsonl file name.")
+    if args.out is not None:
+        from ..fileio import check_output_path
+
+        check_output_path(args.out, "--out")
     model = load_checkpoint_model(args.model)
     result = ar.evaluate(model, args.data, batch_size=args.batch_size)
     print(f"{args.data}: {result.num_examples} examples, NLL {result.nll:.4f} nats, {result.bits_per_dim:.4f} bits/dim")
@@ -134,7 +218,19 @@ def sample(args: argparse.Namespace) -> int:
     out = str(args.out)
     if not out.endswith((".csv", ".npz")):
         raise ValueError(f"--out {out}: expected a .npz or .csv file name.")
+    from ..budget import format_bytes, how_to_raise, memory_budget
+    from ..fileio import check_output_path
+
+    check_output_path(out, "--out")
+    if args.png is not None:
+        check_output_path(args.png, "--png")
+        _matplotlib()  # before anything is drawn or written: a job that fails writes nothing
     model = load_checkpoint_model(args.model)
+    need = args.num * model.spec.num_elements * SAMPLE_BYTES_PER_ELEMENT
+    if need > memory_budget():
+        raise ValueError(f"-n {args.num}: {args.num} samples of {model.spec.num_elements} elements need about "
+                         f"{format_bytes(need)} (uniforms, samples, the written file), over the memory budget of "
+                         f"{format_bytes(memory_budget())}; draw fewer per call (and {how_to_raise()}).")
     wide = [v.name for v in model.spec.variables if v.shape]
     if out.endswith(".csv") and wide:
         raise ValueError(f"--out {out}: CSV holds scalar variables only; {wide[0]!r} has shape "
@@ -143,15 +239,15 @@ def sample(args: argparse.Namespace) -> int:
     if args.png is not None and not images:
         raise ValueError("--png: the model has no image variable (discrete, of shape (H, W) or (H, W, C)).")
     samples = {k: np.asarray(v) for k, v in model.sample(jax.random.key(args.seed), args.num).items()}
+    written = [out]
+    if args.png is not None:  # drawn first: an error leaves no .npz behind
+        var = images[0]
+        write_image_grid(args.png, samples[var.name], var.num_values, f"{args.num} samples of {var.name!r}")
+        written.append(args.png)
     if out.endswith(".csv"):
         write_rows(out, [{k: v[i].item() for k, v in samples.items()} for i in range(args.num)])
     else:
         write_npz(out, samples)
-    written = [out]
-    if args.png is not None:
-        var = images[0]
-        write_image_grid(args.png, samples[var.name], var.num_values, f"{args.num} samples of {var.name!r}")
-        written.append(args.png)
     print(f"wrote {args.num} samples of {', '.join(samples)} to {' and '.join(written)}")
     return 0
 

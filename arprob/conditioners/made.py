@@ -151,8 +151,20 @@ def _blocks(steps: Steps) -> list[np.ndarray]:
     return np.split(by_step, np.cumsum(np.bincount(steps.step, minlength=steps.num_steps))[:-1])
 
 
+#: host bytes of one ensemble member's ordering while it is validated: a ``Steps`` object and
+#: its Python tuples (fixed part), and per element its int64 arrays and tuple entries
+MEMBER_BYTES, MEMBER_BYTES_PER_ELEMENT = 16 * 2**10, 256
+
+
 def member_steps(spec: MADE, layout: ElementLayout, steps: Steps) -> list[Steps]:
     """The step vector of every member: member 0 is ``steps``; the others reorder its blocks."""
+    from ..spec.limits import format_bytes, how_to_raise, memory_budget
+
+    need = spec.num_orderings * (MEMBER_BYTES + MEMBER_BYTES_PER_ELEMENT * layout.num_elements)
+    if need > memory_budget():  # before K orderings are computed (a file may declare num_orderings=10**6)
+        raise SpecError(f"MADE num_orderings={spec.num_orderings}: the member orderings of {layout.num_elements} "
+                        f"elements need about {format_bytes(need)}, over the memory budget of "
+                        f"{format_bytes(memory_budget())}; {how_to_raise()}.")
     blocks = _blocks(steps)
     out = [steps]
     for k in range(1, spec.num_orderings):

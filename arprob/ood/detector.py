@@ -437,15 +437,42 @@ class Detector:
                                   f"num_calibration={header.get('num_calibration')!r}.")
         if correction not in CORRECTIONS:
             raise CheckpointError(f"{where}: unknown correction {correction!r}.")
+        _check_loaded(where, header, cal, fused)  # exactly what Detector.fit accepts
         model = _model_for(path, "model", model_info, model)
         background = None if background_info is None else _model_for(path, "background", background_info, background)
-        _check_correction(correction, background)
+        try:
+            _check_correction(correction, background)
+        except ValueError as err:
+            raise CheckpointError(f"{where}: {err}") from None
         components = None
         if fused:
             components, cal = cal, np.sort(fuse_scores(cal, cal, leave_one_out=True))
         return cls(model=model, calibration=cal, components=components, fpr=fpr, two_sided=two_sided, correction=correction,
                    background=background, batch_size=batch_size, model_path=model_info.get("checkpoint"),
                    background_path=None if background_info is None else background_info.get("checkpoint"))
+
+
+def _check_loaded(where: str, header: dict, cal: np.ndarray, fused: bool) -> None:
+    """A detector file holds what ``Detector.fit`` makes: ``two_sided`` a boolean, ``fpr`` a
+    float in (0, 1) that the calibration size supports, finite calibration scores, sorted
+    (the fused components: finite)."""
+    if not isinstance(header.get("two_sided"), bool):
+        raise CheckpointError(f"{where}: 'two_sided' must be true or false; got {header.get('two_sided')!r:.60}.")
+    fpr = header.get("fpr")
+    if isinstance(fpr, bool) or not isinstance(fpr, (int, float)):
+        raise CheckpointError(f"{where}: 'fpr' must be a number; got {fpr!r:.60}.")
+    if not np.all(np.isfinite(cal)):
+        raise CheckpointError(f"{where}: the calibration scores hold non-finite values (NaN or inf).")
+    if not fused and cal.size > 1 and np.any(np.diff(cal) < 0):
+        raise CheckpointError(f"{where}: the calibration scores are not sorted (Detector.fit stores them sorted).")
+    sides = 2 if header["two_sided"] else 1
+    if not 0 < fpr < 1 or sides / fpr - 1 > cal.shape[-1] + 1:
+        raise CheckpointError(f"{where}: 'fpr' {fpr!r} needs more calibration records than the {cal.shape[-1]} stored "
+                              "(Detector.fit refuses it).")
+    try:
+        _check_fpr(float(fpr), cal.shape[-1], bool(header["two_sided"]))
+    except (ValueError, OverflowError) as err:
+        raise CheckpointError(f"{where}: {err}") from None
 
 
 def _model_for(detector_path, role: str, info: dict, model: Model | None) -> Model:

@@ -50,14 +50,18 @@ def plot_score_histograms(
     path: str | os.PathLike,
     *,
     bins: int = 40,
-    threshold: float | None = None,
+    threshold: float | Sequence[float] | None = None,
     xlabel: str = "score (higher = more anomalous)",
     title: str | None = None,
+    show_auroc: bool = True,
+    in_label: str = "in-distribution",
 ) -> None:
     """Overlaid density histograms of in-distribution and out-of-distribution scores (PNG).
 
     ``out_scores`` is one array or a mapping ``name -> scores`` (one histogram each, the
-    AUROC in the legend); all share the bin edges. ``threshold`` draws the decision line.
+    AUROC against ``in_scores`` in the legend when ``show_auroc``: only meaningful when the
+    named sets are known to be out of distribution); all share the bin edges.
+    ``threshold`` draws the decision line, or both lines of a two-sided test (a pair).
     """
     s_in = np.asarray(in_scores, np.float64).reshape(-1)
     outs = _named(out_scores, "out-of-distribution")
@@ -66,12 +70,16 @@ def plot_score_histograms(
     edges = np.histogram_bin_edges(pooled, bins=bins) if pooled.size else bins
     fig = _figure((7, 4))
     ax = fig.add_subplot(1, 1, 1)
-    ax.hist(s_in[np.isfinite(s_in)], bins=edges, density=True, alpha=0.5, color="0.45", label="in-distribution")
+    ax.hist(s_in[np.isfinite(s_in)], bins=edges, density=True, alpha=0.5, color="0.45", label=in_label)
     for name, s in outs.items():
-        label = f"{name} (AUROC {auroc(s_in, s):.3f})" if s.size and np.all(np.isfinite(s)) else name
+        ok = show_auroc and s.size and s_in.size and np.all(np.isfinite(s))
+        label = f"{name} (AUROC {auroc(s_in, s):.3f})" if ok else name
         ax.hist(s[np.isfinite(s)], bins=edges, density=True, alpha=0.45, histtype="stepfilled", label=label)
-    if threshold is not None:
-        ax.axvline(float(threshold), color="k", linestyle="--", linewidth=1, label=f"threshold {float(threshold):.3g}")
+    lines = [] if threshold is None else [threshold] if np.ndim(threshold) == 0 else list(threshold)
+    for i, t in enumerate(lines):
+        name = "threshold" if len(lines) == 1 else ("lower threshold", "upper threshold")[min(i, 1)]
+        ax.axvline(float(t), color="k", linestyle="--" if i == len(lines) - 1 else ":", linewidth=1,
+                   label=f"{name} {float(t):.3g}")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
     ax.set_title(title or "Scores: in- vs out-of-distribution")
@@ -113,15 +121,22 @@ def plot_surprisal_maps(
     titles: Sequence[str] | None = None,
     max_images: int = 16,
     title: str | None = None,
+    levels: int | None = None,
+    unit: str = "bits",
 ) -> None:
     """Per-pixel surprisal ``-log2 p(x_e | x_<e)`` in bits as heat maps, one panel per image (PNG).
 
     ``surprisal`` is ``(n, H, W)`` or ``(H, W)`` (an image variable's slice of the per-element
     bits, reshaped; a trailing channel axis is summed). With ``images`` of the same shape the
     images are drawn in a row above their maps. All maps share one colour scale, so the
-    costliest pixels stand out across panels; at most ``max_images`` are drawn.
+    costliest pixels stand out across panels; at most ``max_images`` are drawn. Images are
+    drawn in grey with 0 black and ``levels - 1`` white (the variable's range, the same
+    scale in every panel; default: the largest value drawn). ``unit="nats"`` shows the
+    surprisal in nats (``bits x ln 2``), the unit of ``arprob score``'s CSV.
     """
-    bits = np.asarray(surprisal, np.float64)
+    if unit not in ("bits", "nats"):
+        raise ValueError(f"unit: expected 'bits' or 'nats'; got {unit!r}.")
+    bits = np.asarray(surprisal, np.float64) * (np.log(2.0) if unit == "nats" else 1.0)
     if bits.ndim == 2:
         bits = bits[None]
     if bits.ndim == 4:
@@ -135,8 +150,9 @@ def plot_surprisal_maps(
         imgs = imgs[None] if imgs.ndim == 2 else imgs
         if imgs.shape[:3] != bits.shape[:3] or imgs.ndim not in (3, 4):
             raise ValueError(f"images: expected shape {bits.shape} (or with a channel axis); got {np.shape(images)}.")
+        top = float(levels - 1) if levels is not None else max(float(np.nanmax(imgs)), 1e-12)
         if imgs.ndim == 4:  # channels: one channel drawn grey, three or four as colour scaled to [0, 1]
-            imgs = imgs[..., 0] if imgs.shape[-1] == 1 else imgs / max(float(np.nanmax(imgs)), 1e-12)
+            imgs = imgs[..., 0] if imgs.shape[-1] == 1 else np.clip(imgs / max(top, 1e-12), 0, 1)
     rows = 2 if imgs is not None else 1
     fig = _figure((1.6 * n + 1.2, 1.7 * rows + 0.5))
     vmax = float(np.nanmax(bits[:n])) if np.isfinite(np.nanmax(bits[:n])) else 1.0
@@ -144,18 +160,18 @@ def plot_surprisal_maps(
     for i in range(n):
         if imgs is not None:
             ax = fig.add_subplot(rows, n, i + 1)
-            ax.imshow(imgs[i], cmap="gray_r", interpolation="nearest")
+            ax.imshow(imgs[i], cmap="gray", vmin=0.0, vmax=max(top, 1e-12), interpolation="nearest")
             ax.set_axis_off()
             if titles is not None and i < len(titles):
                 ax.set_title(str(titles[i]), fontsize=7)
         ax = fig.add_subplot(rows, n, (rows - 1) * n + i + 1)
         mappable = ax.imshow(bits[i], cmap="magma", vmin=0.0, vmax=max(vmax, 1e-9), interpolation="nearest")
         ax.set_axis_off()
-        label = f"{bits[i].sum():.1f} bits"
+        label = f"{bits[i].sum():.1f} {unit}"
         if imgs is None and titles is not None and i < len(titles):
             label = f"{titles[i]}: {label}"
         ax.set_title(label, fontsize=7)
     if mappable is not None:
-        fig.colorbar(mappable, ax=fig.axes, shrink=0.8, label="bits")
-    fig.suptitle(title or "Surprisal per pixel (bits)", fontsize=9)
+        fig.colorbar(mappable, ax=fig.axes, shrink=0.8, label=unit)
+    fig.suptitle(title or f"Surprisal per pixel ({unit})", fontsize=9)
     _save(fig, path)

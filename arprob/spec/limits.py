@@ -136,6 +136,8 @@ def memory_budget() -> int:
 
 
 def format_bytes(n: float) -> str:
+    if abs(n) >= 1e100:  # a crafted size: too large for a float's digits
+        return f"more than {len(str(int(n))) - 1} decimal digits of bytes"
     for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if abs(n) >= size:
             return f"{n / size:.3g} {unit}"
@@ -153,6 +155,6 @@ def check_num_elements(num_elements: int, where: str = "spec") -> None:
     need = num_elements * SPEC_BYTES_PER_ELEMENT
     if need > budget:
         raise SpecError(
-            f"{where}: {num_elements} elements need about {format_bytes(need)} for the layout alone, over the "
+            f"{where}: {num_elements if num_elements < 10**30 else 'more than 10**30'} elements need about {format_bytes(need)} for the layout alone, over the "
             f"memory budget of {format_bytes(budget)}; {how_to_raise()}."
         )

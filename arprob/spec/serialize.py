@@ -200,6 +200,23 @@ def spec_from_dict(data: dict[str, Any], source: str = "spec") -> Spec:
         raise SpecError(f"{source}: {e}") from None
 
 
+#: host bytes per declared variable before any element exists: its variable and conditional
+#: objects, its per-variable layout, schedule and compile-time entries (measured: about 100 kB
+#: a variable when 20,000 one-element variables compile, so this is a lower bound)
+SPEC_BYTES_PER_VARIABLE = 64 * 2**10
+
+
+def _check_num_variables(count: int) -> None:
+    """Refuse a file declaring more variables than the memory budget can build, before one
+    variable object exists (100,000 crafted variable tables are refused at once)."""
+    from .limits import format_bytes, how_to_raise, memory_budget
+
+    need = count * SPEC_BYTES_PER_VARIABLE
+    if need > memory_budget():
+        raise SpecError(f"variables: {count} variables need at least {format_bytes(need)} to build, over the memory "
+                        f"budget of {format_bytes(memory_budget())}; {how_to_raise()}.")
+
+
 def _spec_from_dict(data: Any) -> Spec:
     if not isinstance(data, dict):
         raise SpecError(f"expected a table at the top level; got {type(data).__name__}.")
@@ -212,7 +229,8 @@ def _spec_from_dict(data: Any) -> Spec:
         raise SpecError(f"format: expected {FORMAT!r}; got {fmt!r}.")
     variables = data.get("variables")
     if not isinstance(variables, list) or not variables:
-        raise SpecError(f"variables: expected a non-empty list of variable tables, got {variables!r}")
+        raise SpecError(f"variables: expected a non-empty list of variable tables, got {variables!r:.200}")
+    _check_num_variables(len(variables))
     kwargs: dict[str, Any] = {
         "variables": tuple(_build(_table(v, f"variables[{i}]"), f"variables[{i}]", "variable")
                            for i, v in enumerate(variables))

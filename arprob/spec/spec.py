@@ -6,6 +6,7 @@ layout and step vector are derived once (``spec.layout``, ``spec.steps``).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 from collections.abc import Mapping
@@ -55,9 +56,10 @@ class Spec:
             if not isinstance(v, Variable):
                 raise SpecError(f"variables[{i}] is {v!r}; expected an arprob variable (Binary, Categorical, ...).")
         names = [v.name for v in variables]
-        for name in names:
-            if names.count(name) > 1:
-                raise SpecError(f"Variable name {name!r} is declared {names.count(name)} times.")
+        if len(set(names)) != len(names):  # one pass: a crafted file may declare 100,000 variables
+            counts = collections.Counter(names)
+            name = next(n for n in names if counts[n] > 1)
+            raise SpecError(f"Variable name {name!r} is declared {counts[name]} times.")
         from .limits import check_num_elements  # any shape can be declared: refuse before the layout exists
 
         check_num_elements(sum(v.size for v in variables))
@@ -67,8 +69,9 @@ class Spec:
             raise SpecError(f"partition must be an arprob Partition; got {self.partition!r}.")
         object.__setattr__(self, "context_size", fields.non_negative_int("Spec", "context_size", self.context_size))
         given = dict(self.conditionals.items() if isinstance(self.conditionals, Mapping) else self.conditionals)
+        known = set(names)
         for name, cond in given.items():
-            if name not in names:
+            if name not in known:
                 raise SpecError(f"conditionals names unknown variable {name!r}; declared: {names}.")
             if not isinstance(cond, ConditionalSpec):
                 raise SpecError(f"conditionals[{name!r}] is {cond!r}; expected e.g. ar.Table() or ar.Logistic().")
