@@ -1,5 +1,10 @@
 """arprob: declare autoregressive probability models and compile them to exact JAX densities."""
 
+from . import _interrupt
+
+if _interrupt.is_command_line():  # Ctrl-C while JAX imports: one line, exit 130 (arprob/_interrupt.py)
+    _interrupt.install()
+
 from . import heads as heads
 from . import ood as ood
 from .budget import memory_budget as memory_budget

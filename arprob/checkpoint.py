@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .errors import ArprobError
 from .fileio import atomic_write_bytes, check_regular_file, read_regular_bytes
 from .model import Model
 from .spec.serialize import spec_from_dict, spec_to_dict
@@ -64,7 +65,7 @@ HISTORY_LIST_BYTES = 40
 _HISTORY_DTYPES = {"int64": np.dtype("<i8"), "float32": np.dtype("<f4"), "float64": np.dtype("<f8")}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ArprobError, ValueError):
     """A checkpoint file is missing, truncated, corrupted, foreign, or for another spec."""
 
 

@@ -84,10 +84,10 @@ def test_compile_refuses_over_budget_with_a_suggestion_that_fits():
     then compiles under the same budget."""
     spec = ar.Spec(variables=(ar.Binary("x", shape=(1000,)),), conditionals={"x": ar.Logistic()})
     ar.set_memory_budget("6MB")
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     with pytest.raises(ar.SpecError) as err:
         ar.compile(spec)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.process_time() - t0 < 5.0  # CPU time, a wide margin: refused before building anything
     text = str(err.value)
     for part in ("'x'", "Logistic over 1000 elements", "1001000 parameters", "budget of 6 MB", "set_memory_budget",
                  "ARPROB_MEMORY_BUDGET"):
@@ -127,10 +127,10 @@ def test_budget_sources(monkeypatch):
 
 
 def test_huge_declared_shape_is_refused_before_the_layout():
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     with pytest.raises(ar.SpecError, match="10000000000 elements"):
         ar.Spec(variables=(ar.Binary("x", shape=(10**5, 10**5)),))
-    assert time.perf_counter() - t0 < 0.5
+    assert time.process_time() - t0 < 5.0  # CPU time, a wide margin: nothing of size D is built
 
 
 def test_evaluate_and_detector_lower_the_batch_to_fit():

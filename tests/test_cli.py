@@ -48,3 +48,47 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "conditionals.img: unknown key 'neighbors'" in err
     assert not (tmp_path / "m.ckpt").exists()
+
+
+def test_ctrl_c_while_jax_imports_is_one_line_and_130():
+    """The console script imports arprob (and JAX) before ``main`` runs: a Ctrl-C at any
+    moment of it is ``arprob: interrupted`` and status 130, never a traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    for delay in (0.05, 0.5):
+        proc = subprocess.Popen([sys.executable, "-m", "arprob", "inspect", "missing.toml"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        if proc.returncode == 2:  # the machine was fast: the job had already ended (one line too)
+            continue
+        assert proc.returncode == 130 and err.strip().splitlines() == ["arprob: interrupted"], (proc.returncode, err)
+
+
+def test_resume_continues_the_run_with_its_stored_settings(tmp_path, capsys):
+    """``fit --resume`` with no options continues with the checkpoint's own settings (here
+    --steps 6 --batch-size 16 --learning-rate 0.05), so the resumed run reaches step 6, not
+    the default 1000, and an explicit option overrides a stored one."""
+    from arprob.checkpoint import read_header
+
+    train, _ = load_digits()
+    (tmp_path / "spec.toml").write_text(SPEC.replace('kind = "table"\nneighbours = [[0, -1], [-1, 0]]',
+                                                     'kind = "logistic"'))
+    np.savez(tmp_path / "d.npz", img=train[:64])
+    ckpt = tmp_path / "m.ckpt"
+    args = [str(tmp_path / "spec.toml"), str(tmp_path / "d.npz"), "--out", str(ckpt)]
+    assert main(["fit", *args, "--steps", "3", "--batch-size", "16", "--learning-rate", "0.05"]) == 0
+    settings = read_header(ckpt)["state"]["settings"]
+    assert (settings["num_steps"], settings["batch_size"], settings["learning_rate"]) == (3, 16, 0.05)
+    assert main(["fit", *args, "--resume", "--steps", "6"]) == 0  # explicit --steps, the rest stored
+    header = read_header(ckpt)
+    assert header["step"] == 6 and header["state"]["settings"]["batch_size"] == 16
+    assert header["state"]["settings"]["learning_rate"] == 0.05
+    capsys.readouterr()
+    assert main(["fit", *args, "--resume"]) == 0  # nothing given: the stored run, already complete
+    assert read_header(ckpt)["step"] == 6

@@ -247,6 +247,9 @@ def _message(err: BaseException) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one job; returns the exit status (0, 2 bad input, 130 Ctrl-C, 1 a bug: one line each)."""
+    from .._interrupt import restore
+
+    restore()  # Ctrl-C is a KeyboardInterrupt again (during the imports it exited at once)
     args = None
     try:
         args = build_parser().parse_args(argv)  # imports arprob (and JAX): Ctrl-C here is one line too
