@@ -100,7 +100,9 @@ def read_regular_bytes(path: str | os.PathLike, limit: int, what: str = "file",
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # replaced between stat and open
             raise error(f"{what} {os.fspath(path)!r} is not a regular file; refused.")
-        data = f.read(limit + 1)
+        data = f.read(min(limit, st.st_size) + 1)  # read(n) allocates n bytes up front
+        if len(data) > st.st_size:  # it grew since stat: read on, still bounded
+            data += f.read(limit + 1 - len(data))
     if len(data) > limit:
         raise error(f"{what} {os.fspath(path)!r} is over the limit of {limit} bytes.")
     return data

@@ -50,24 +50,32 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
     assert not (tmp_path / "m.ckpt").exists()
 
 
-def test_ctrl_c_while_jax_imports_is_one_line_and_130():
+def test_ctrl_c_while_jax_imports_is_one_line_and_130(tmp_path):
     """The console script imports arprob (and JAX) before ``main`` runs: a Ctrl-C at any
-    moment of it is ``arprob: interrupted`` and status 130, never a traceback."""
+    moment of it is ``arprob: interrupted`` and status 130, never a traceback. The child is
+    the console script's own code; it touches a marker file just before ``import arprob``
+    (a Ctrl-C during Python's own start-up is Python's, not arprob's)."""
     import signal
     import subprocess
     import sys
     import time
 
-    for delay in (0.05, 0.5):
-        proc = subprocess.Popen([sys.executable, "-m", "arprob", "inspect", "missing.toml"], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True,
+    marker = tmp_path / "importing"
+    code = (f"import pathlib, sys; sys.argv = ['arprob', 'inspect', 'missing.toml']; "
+            f"pathlib.Path({str(marker)!r}).touch(); from arprob.cli import main; sys.exit(main())")
+    for delay in (0.2, 1.0):
+        marker.unlink(missing_ok=True)
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        while not marker.exists() and proc.poll() is None:
+            time.sleep(0.005)
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
         if proc.returncode == 2:  # the machine was fast: the job had already ended (one line too)
             continue
-        assert proc.returncode == 130 and err.strip().splitlines() == ["arprob: interrupted"], (proc.returncode, err)
+        assert proc.returncode == 130 and err.strip().splitlines()[-1:] == ["arprob: interrupted"], (proc.returncode, err)
+        assert len(err.strip().splitlines()) == 1, err
 
 
 def test_resume_continues_the_run_with_its_stored_settings(tmp_path, capsys):
@@ -92,3 +100,24 @@ def test_resume_continues_the_run_with_its_stored_settings(tmp_path, capsys):
     capsys.readouterr()
     assert main(["fit", *args, "--resume"]) == 0  # nothing given: the stored run, already complete
     assert read_header(ckpt)["step"] == 6
+
+
+def test_every_option_has_help_and_shows_its_default_or_required():
+    import argparse
+
+    from arprob.cli import build_parser
+
+    parser = build_parser()
+    jobs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, sub in jobs.items():
+        text = sub.format_help()
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            shown = sub.formatter_class(prog=name)._get_help_string(action)
+            assert action.help, (name, action.dest)
+            if action.required and action.option_strings:  # (positional arguments are always required)
+                assert "(required)" in shown and "default" not in shown, (name, action.dest, shown)
+            elif action.option_strings and not isinstance(action, argparse._StoreTrueAction):
+                assert "(default:" in shown, (name, action.dest, shown)
+        assert "(required)" in text or not any(a.required and a.option_strings for a in sub._actions), name

@@ -41,6 +41,17 @@ def test_detect_and_purify_from_files(tmp_path, capsys):
     assert (report / "scores.png").stat().st_size > 1000 and (report / "surprisal_img.png").exists()
     summary = json.loads((report / "summary.json").read_text())
     assert summary["num_flagged"] == int(flagged.sum()) and summary["num_calibration"] == 400
+    assert "auroc" not in summary  # no labels: the data's mix of records gives no honest AUROC
+
+    # An existing report is replaced only with --force, and then as a whole (no scores.png left
+    # from the run with plots); labels give the AUROC; two-sided runs have two thresholds.
+    assert main(["detect", *args]) == 2 and "exists; pass --force" in capsys.readouterr().err
+    np.save(tmp_path / "labels.npy", np.repeat([0, 1], 40))
+    assert main(["detect", *args, "--force", "--two-sided", "--no-plots", "--labels", str(tmp_path / "labels.npy")]) == 0
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["auroc"] > 0.95 and summary["lower_threshold"] < summary["threshold"] and summary["two_sided"]
+    assert sorted(p.name for p in report.iterdir()) == ["detector.arprob", "scores.csv", "scores.jsonl", "summary.json"]
+    assert not list(tmp_path.glob(".report*"))
 
     out = tmp_path / "purified.npz"
     assert main(["purify", ckpt, str(tmp_path / "data.npz"), "--eps", "1", "--out", str(out)]) == 0

@@ -62,3 +62,30 @@ def test_a_single_array_under_another_name_says_so(tmp_path):
     np.save(tmp_path / "d.npy", np.zeros((200, 63)))
     with pytest.raises(ar.DataError, match="got shape \\(200, 63\\)"):
         as_source(spec, str(tmp_path / "d.npy"))
+
+
+def test_atomic_folder_is_all_or_nothing(tmp_path):
+    """A report folder is built beside its path and renamed in: an error inside leaves the
+    old folder as it was and no temporary folder; an existing folder needs force."""
+    from arprob.fileio import atomic_folder
+
+    out = tmp_path / "report"
+    with atomic_folder(out) as tmp:
+        (tmp / "a.csv").write_text("new")
+    assert (out / "a.csv").read_text() == "new"
+    with pytest.raises(ValueError, match="exists; pass --force"):
+        with atomic_folder(out):
+            pass
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_folder(out, force=True) as tmp:
+            (tmp / "a.csv").write_text("half")
+            raise KeyboardInterrupt
+    assert (out / "a.csv").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+    with atomic_folder(out, force=True) as tmp:
+        (tmp / "b.csv").write_text("b")
+    assert sorted(p.name for p in out.iterdir()) == ["b.csv"]
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match="symbolic link"):
+        with atomic_folder(tmp_path / "link", force=True):
+            pass

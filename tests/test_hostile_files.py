@@ -128,7 +128,7 @@ HOSTILE = [
     ("purify {d}/model.ckpt {d}/data.npz --eps 1e308 --out {d}/p2.npz", "--eps: expected a finite number >= 0"),
     ("sample {d}/model.ckpt -n 50000000 --out {d}/s1.npz", "over the memory budget"),
     ("purify {d}/model.ckpt {d}/data.npz --eps 1 --surprisal-threshold nan --out {d}/p3.npz", "a finite number"),
-    ("fit {d}/spec.toml {d}/data.npz --out {d}/x4.ckpt --steps 5 --learning-rate 1e30", "--clip-norm"),
+    ("fit {d}/spec.toml {d}/data.npz --out {d}/x4.ckpt --steps 5 --learning-rate 1e308", "--clip-norm"),
     # outputs: existing reports, non-regular paths
     ("detect {d}/model.ckpt {d}/data.npz {d}/data.npz --fpr 0.1 --no-plots --out {d}/report", "exists; pass --force"),
     ("purify {d}/model.ckpt {d}/data.npz --eps 1 --out {d}/existing.npz", "exists; pass --force"),

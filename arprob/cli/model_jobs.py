@@ -77,6 +77,9 @@ def _settings(args: argparse.Namespace, out: Path) -> dict:
         stored = state.get("settings", {}) if isinstance(state, dict) else {}
         if not isinstance(stored, dict):
             raise CheckpointError(f"Checkpoint {str(out)!r}: header 'state.settings' must be a table.")
+    if stored.get("optimizer") == "custom":
+        raise ValueError(f"{out} was written by a run with a custom optimizer (Python API); resume it with "
+                         "arprob.fit(..., optimizer=..., resume=...).")
     chosen = {}
     for option, default in FIT_DEFAULTS.items():
         given = getattr(args, option)
