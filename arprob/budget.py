@@ -296,12 +296,23 @@ def _table(cond, var, spec, n, p):
     # normalised, padded copy once per call. A model of tables only samples level by level
     # (per element: the draw, its uniform, the binary search's bounds, the flat output).
     r = _table_parents(cond, layout, steps, elements)
-    width = max(int(v.num_values) for v in spec.variables if v.is_discrete)
-    only_tables = all(type(c).kind == "table" for _, c in spec.conditionals)
+    only_tables, width = _table_model(spec)
     return _est(cond, var, spec, n, p, params=rows * k, buffers=4 * (n * d + 2 * n), build=4 * n * d + 8 * rows * k,
-                fixed=2 * rows * width, lp=n * (r + 4) + (0 if only_tables else 2 * d),  # beside others: x as int, the concatenation
+                # beside other families: x as int and the concatenation of the terms
+                fixed=2 * rows * width, lp=n * (r + 4) + (0 if only_tables else 2 * d),
                 smp=n * (r + 8) if only_tables else n * (r + 4 + k),
                 scan=not only_tables)
+
+
+def _table_model(spec) -> tuple[bool, int]:
+    """Whether every conditional is a table, and the largest cardinality (once per spec: kept
+    beside its cached layout, as hashing a spec of 1,041 CPTs takes milliseconds)."""
+    found = spec.__dict__.get("_budget_table_model")
+    if found is None:
+        width = max([int(v.num_values) for v in spec.variables if v.is_discrete] + [1])
+        found = (all(type(c).kind == "table" for _, c in spec.conditionals), width)
+        spec.__dict__["_budget_table_model"] = found
+    return found
 
 
 def _table_parents(cond, layout, steps, elements) -> int:

@@ -29,9 +29,9 @@ from .conditioners.table import (
     table_plan,
 )
 from .conditioners.table import _padded_t as table_padded_t
+from .errors import DataError
 from .features import Encoder
 from .heads import Head
-from .errors import DataError
 from .spec.layout import component_schedule
 from .spec.spec import Spec
 from .validation import as_context, as_flat, to_dict
@@ -69,6 +69,7 @@ def compile(spec: Spec, key: PRNGKeyArray | None = None) -> "Model":
     for i, (var, (name, cond)) in enumerate(zip(spec.variables, spec.conditionals)):
         elements = layout.elements_of(name)
         head = cond.bind_head(var)
+        random_init = getattr(cond, "random_init", True)  # tables are built without a key
         rows, elems = component_schedule(steps, elements)
         ctx = ConditionerContext(
             layout=layout,
@@ -84,10 +85,10 @@ def compile(spec: Spec, key: PRNGKeyArray | None = None) -> "Model":
             Component(
                 name=name,
                 head=head,
-                conditioner=cond.build(ctx, key=jax.random.fold_in(key, i)),
-                elements=jnp.asarray(elements, dtype=jnp.int32),
-                block_rows=jnp.asarray(rows),
-                block_elements=jnp.asarray(elems),
+                conditioner=cond.build(ctx, key=jax.random.fold_in(key, i) if random_init else None),
+                elements=jax.device_put(np.asarray(elements, dtype=np.int32)),
+                block_rows=jax.device_put(np.asarray(rows)),
+                block_elements=jax.device_put(np.asarray(elems)),
             )
         )
     return Model(spec=spec, encoder=Encoder.from_layout(layout), components=tuple(components))

@@ -41,8 +41,10 @@ def test_gathered_terms_equal_per_variable_pass_and_bayesnet(precision, unroll, 
 
 def test_mixed_spec_tables_beside_a_logistic_family():
     spec = ar.Spec(
-        variables=(ar.Categorical("a", 3), ar.Binary("b", shape=(3,)), ar.Categorical("c", 2), ar.Binary("d", shape=(2,))),
-        conditionals={"a": ar.Table(), "b": ar.Logistic(), "c": ar.Table(parents=("a", "b")), "d": ar.Table(parents="all")},
+        variables=(ar.Categorical("a", 3), ar.Binary("b", shape=(3,)), ar.Categorical("c", 2),
+                   ar.Binary("d", shape=(2,))),
+        conditionals={"a": ar.Table(), "b": ar.Logistic(), "c": ar.Table(parents=("a", "b")),
+                      "d": ar.Table(parents="all")},
     )
     model = testing.randomize(ar.compile(spec), jax.random.key(2))
     x = np.asarray(model.sample_flat(jax.random.key(3), 40))

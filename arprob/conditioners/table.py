@@ -26,7 +26,7 @@ from ..heads import CategoricalHead, Head
 from ..masks import parent_elements
 from ..spec.layout import ElementLayout, Steps, may_read
 from ..spec.variables import Variable
-from .base import Conditioner, ConditionalSpec, ConditionerContext
+from .base import ConditionalSpec, Conditioner, ConditionerContext
 
 MAX_TABLE_CELLS = 2**24
 #: ``Table(parents=ALL_EARLIER)``: condition on every earlier element (the full chain rule)
@@ -71,6 +71,7 @@ class Table(ConditionalSpec):
     cpt: tuple | None = None
     neighbours: tuple[tuple[int, int], ...] | None = None
     kind: ClassVar[str] = "table"
+    random_init: ClassVar[bool] = False  # built without a key (compile skips deriving one)
 
     def __post_init__(self) -> None:
         if self.parents is None:
@@ -231,11 +232,12 @@ class Table(ConditionalSpec):
                 log_probs = np.log(np.tile(flat, (ctx.num_outputs, 1)))
         else:
             log_probs = np.full((total, k), -math.log(k))
+        put = jax.device_put  # no conversion primitive per array (it cost 1,041 tables seconds)
         return TableConditioner(
-            log_probs=jnp.asarray(log_probs, dtype=jnp.result_type(float)),
-            strides=jnp.asarray(strides),
-            offsets=jnp.asarray(offsets),
-            elements=jnp.asarray(ctx.elements, dtype=jnp.int32),
+            log_probs=put(np.asarray(log_probs, dtype=jnp.result_type(float))),
+            strides=put(strides),
+            offsets=put(offsets),
+            elements=put(np.asarray(ctx.elements, dtype=np.int32)),
             prior=float(self.prior),
             fixed=self.cpt is not None,
         )

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from ..conditioners.table import Table, TableConditioner
+from ..conditioners.table import Table, TableConditioner, level_chunks
 from ..errors import DataError, SpecError
 from ..model import Model, flat_log_prob_terms, flat_sample_conditional, observed_mask
 from ..spec.spec import Spec
@@ -175,7 +175,7 @@ class BayesNet(eqx.Module):
         for i in _topological_order(parents[:v], v):
             ps = parents[i][parents[i] < v]
             level[i] = 1 + level[ps].max() if ps.size else 0
-        chunks = _chunks([np.flatnonzero(level == lv) for lv in range(int(level.max()) + 1)], v)
+        chunks = level_chunks([np.flatnonzero(level == lv) for lv in range(int(level.max()) + 1)], v)
         dtype = jnp.result_type(float)
         with np.errstate(divide="ignore"):
             log_probs = np.log(probs)
@@ -375,27 +375,6 @@ def _cdf(tables) -> np.ndarray:
         c = np.cumsum(cpt.reshape(-1, cpt.shape[-1]), axis=1)
         parts.append((c / c[:, -1:]).reshape(-1))
     return np.concatenate(parts + [np.ones(1)])
-
-
-def _chunks(levels: list[np.ndarray], v: int) -> np.ndarray:
-    """Cut each level into chunks of one width ``w`` (padded with ``v + 1``, dropped on
-    write), ``w`` minimising the padded work ``chunks * (w + 8)`` (8: a step's overhead in
-    variables, a rough CPU figure)."""
-    best = None
-    for w in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512):
-        count = sum(-(-len(g) // w) for g in levels)
-        cost = count * (w + 8)
-        if best is None or cost < best[0]:
-            best = (cost, w, count)
-    _, w, count = best
-    out = np.full((count, w), v + 1, dtype=np.int64)
-    i = 0
-    for g in levels:
-        for c in range(0, len(g), w):
-            part = g[c : c + w]
-            out[i, : len(part)] = part
-            i += 1
-    return out
 
 
 def _topological_order(parents: np.ndarray, v: int) -> list[int]:
