@@ -335,9 +335,9 @@ def _transformer(cond, var, spec, n, p):
     params += (coords if cond.coordinate_coding == "learned" else d * w) + 4 * w + w * p + p + 2 * c * w
     buffers = 4 * (d * (6 + w_in) + 3 * s * m)
     build = 8 * d * w + 8 * d * (w_in + 5)
-    from .conditioners.transformer import attention_tiles  # the tile the full pass really uses
+    from .conditioners.transformer import ATTENTION_TILE, attention_tiles  # the tile the full pass really uses
 
-    _, tile = attention_tiles(d, 128)
+    _, tile = attention_tiles(d, ATTENTION_TILE)
     # full pass (blocked_attend): the per-token arrays of the layers (tokens, queries, keys,
     # values, the stream; about 4 + 2.5 L (D, w) arrays live at XLA's peak), the scores and
     # weights of one (H, B, B) tile and one tile's MLP hidden (B, r w): no (H, D, D) scores
@@ -476,15 +476,11 @@ def _suggestion(spec, comp: ComponentEstimate, budget: int) -> str:
     n, d = comp.num_elements, spec.num_elements
     dense = (f" A dense Logistic's ({n}, {d}) connectivity alone needs {format_bytes(n * d)}."
              if comp.kind == "logistic" and n * d > budget else "")
-    candidates = []
-    conds = REGISTRY.get("conditional", {})
-    if "made" in conds:
-        for h in (500, 128, 32):
-            candidates.append((f"MADE(hidden=({h},), direct=False)", conds["made"](hidden=(h,), direct=False)))
-    if "pixelcnn" in conds and len(var.shape) in (2, 3):
-        candidates.append(("PixelCNN()", conds["pixelcnn"]()))
-    if "transformer" in conds and d <= 4096:
-        candidates.append(("Transformer()", conds["transformer"]()))
+    candidates = []  # every registered family that offers alternatives (``smaller_alternatives``)
+    for family in REGISTRY.get("conditional", {}).values():
+        offer = getattr(family, "smaller_alternatives", None)
+        if offer is not None:
+            candidates.extend(offer(var, d))
     old = spec.conditional[comp.name]
     head = getattr(old, "head", None)
     others = [c for c in estimate_components(spec) if c.name != comp.name]

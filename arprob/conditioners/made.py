@@ -106,6 +106,12 @@ class MADE(ConditionalSpec):
     dropout: float = 0.0
     kind: ClassVar[str] = "made"
 
+    @classmethod
+    def smaller_alternatives(cls, variable, num_elements: int) -> list[tuple[str, "MADE"]]:
+        """What the memory budget suggests for a variable whose family does not fit (the
+        registry asks every family; see ``budget.check_budget``)."""
+        return [(f"MADE(hidden=({h},), direct=False)", cls(hidden=(h,), direct=False)) for h in (500, 128, 32)]
+
     def __post_init__(self) -> None:
         hidden = self.hidden
         if isinstance(hidden, int) and not isinstance(hidden, bool):  # one hidden layer

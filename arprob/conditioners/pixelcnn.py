@@ -168,6 +168,11 @@ class PixelCNN(ConditionalSpec):
     dropout: float = 0.0
     kind: ClassVar[str] = "pixelcnn"
 
+    @classmethod
+    def smaller_alternatives(cls, variable, num_elements: int) -> list[tuple[str, "PixelCNN"]]:
+        """The budget's suggestion for image-shaped variables (``MADE.smaller_alternatives``)."""
+        return [("PixelCNN()", cls())] if len(variable.shape) in (2, 3) else []
+
     def __post_init__(self) -> None:
         check_dropout("PixelCNN", self.dropout)
         check_positive_int("PixelCNN", "channels", self.channels)

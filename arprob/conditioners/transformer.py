@@ -76,6 +76,11 @@ class Transformer(ConditionalSpec):
     dropout: float = 0.0
     kind: ClassVar[str] = "transformer"
 
+    @classmethod
+    def smaller_alternatives(cls, variable, num_elements: int) -> list[tuple[str, "Transformer"]]:
+        """The budget's suggestion for models of up to 4,096 elements (``MADE.smaller_alternatives``)."""
+        return [("Transformer()", cls())] if num_elements <= 4096 else []
+
     def __post_init__(self) -> None:
         for name in ("width", "num_heads", "num_layers", "mlp_ratio"):
             fields.positive_int("Transformer", name, getattr(self, name))
@@ -140,6 +145,11 @@ def _attend(q, k, v, valid):
 _PAD_STEP = 2**30  # step of padding rows: no real element reads them; they read every real one
 
 
+#: rows per tile of the full pass's blocked attention (the conditioner's ``attention_tile``
+#: default; the memory estimate reads the same constant)
+ATTENTION_TILE = 128
+
+
 def attention_tiles(n: int, tile: int) -> tuple[int, int]:
     """``(T, B)``: ``n`` rows cut into ``T = ceil(n / tile)`` tiles of ``B`` rows (a multiple of
     8, ``T B >= n``; e.g. 784 rows, tile 128 -> 7 tiles of 112)."""
@@ -147,7 +157,7 @@ def attention_tiles(n: int, tile: int) -> tuple[int, int]:
     return t, 8 * (-(-n // (8 * t)))
 
 
-def blocked_attend(q, k, v, q_step, k_step, *, same_step: bool, start=None, tile: int = 128, rows=None, finish=None):
+def blocked_attend(q, k, v, q_step, k_step, *, same_step: bool, start=None, tile: int = ATTENTION_TILE, rows=None, finish=None):
     """Attention under the step rule in ``B x B`` tiles with an online softmax (flash-style).
 
     ``q (N, H, dh)``, ``k, v (N, H, dh)``, ``q_step, k_step (N,)`` int -> ``(N, H * dh)``:
@@ -261,7 +271,7 @@ class TransformerConditioner(Conditioner):
     pos_in_block: Int[Array, " d1"]
     num_heads: int = eqx.field(static=True)
     dropout_rate: float = eqx.field(static=True)
-    attention_tile: int = eqx.field(static=True, default=128)  # rows per tile of the full pass
+    attention_tile: int = eqx.field(static=True, default=ATTENTION_TILE)  # rows per tile of the full pass
 
     # ---------------------------------------------------------------- pieces
     def _code(self, idx):
