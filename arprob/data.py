@@ -122,7 +122,8 @@ def _load_npy(path: Path, mmap: bool) -> np.ndarray:
         if nbytes > st.st_size - offset:
             raise DataError(f"{where}: its header declares shape {shape} ({dtype}, {nbytes} bytes) but the file "
                             f"holds {st.st_size - offset} bytes of data (truncated or crafted).")
-        _check_array_cost(where, shape, dtype, nbytes, in_memory=not mmap)
+        if not mmap:  # a memory map is read and validated batch by batch: it may exceed memory
+            _check_array_cost(where, shape, dtype, nbytes, in_memory=True)
         if mmap:
             if nbytes == 0:
                 return np.zeros(shape, dtype)

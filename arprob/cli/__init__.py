@@ -10,8 +10,9 @@
     arprob auto TRAIN TEST --out DIR [--fdr Q]         automatic detector: chooses its model, flags at an FDR
 
 Exit status: 0 on success, 2 on bad usage or bad input (one line on stderr; ``--debug``
-shows the traceback), 130/143 when ``fit`` was stopped by Ctrl-C/SIGTERM (its checkpoint
-is written first).
+shows the traceback), 130 on Ctrl-C (any job, even while JAX imports; ``fit`` writes its
+checkpoint first, and 143 on SIGTERM), 1 for a bug in arprob (one line; please report it).
+Data files: .npz, .npy, .csv or a folder of .png images; spec files: .toml, .json, .yaml.
 """
 
 from __future__ import annotations
@@ -46,14 +47,16 @@ def _number(convert, ok, expected: str, hint: str = ""):
     """An argparse type: ``convert(text)``, refused unless ``ok(value)`` (NaN and inf never are)."""
 
     def parse(text: str):
+        large = False
         try:
             value = convert(text)
+            large = value > 0
             good = ok(value) and math.isfinite(value)
         except (ValueError, OverflowError):  # OverflowError: an integer too large for a float
             good = False
         if not good:
             raise argparse.ArgumentTypeError(
-                f"expected {expected}, got {text[:40]!r}{'...' if len(text) > 40 else ''}{hint}")
+                f"expected {expected}, got {text[:40]!r}{'...' if len(text) > 40 else ''}{hint if large else ''}")
         return value
 
     return parse
@@ -263,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except SystemExit:
         raise
-    except Exception as err:  # noqa: BLE001 - every error is one line; --debug shows the traceback
+    except Exception as err:  # every error is one line; --debug shows the traceback
         if args is None or args.debug:
             raise
         message = _message(err)
