@@ -13,7 +13,6 @@ import numpy as np
 import arprob as ar
 
 from ..errors import DataError
-
 from .files import load_checkpoint_model, load_data, write_bytes, write_npz, write_rows
 
 
