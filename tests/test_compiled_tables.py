@@ -67,3 +67,26 @@ def test_all_table_sampler_is_exact_and_chunk_invariant():
     observed = np.array([False, True, False])  # flat layout: c, a, b; keep a
     done = model.sample_conditional(jax.random.key(8), whole, observed, chunk=16)
     np.testing.assert_array_equal(np.asarray(done["a"]), whole[:, 1].astype(np.int32))
+
+
+@pytest.mark.parametrize("unroll", [True, False])
+def test_memory_estimate_bounds_xla(unroll, monkeypatch):
+    """The table estimate bounds what XLA asks for scoring and sampling, in both gathered
+    forms (the budget sees the gathered program, not a per-variable one)."""
+    from arprob import budget
+
+    if not unroll:
+        monkeypatch.setattr(table_mod, "UNROLL_BELOW", 0)
+    spec = random_network(40, max_states=3, max_parents=2, seed=2 if unroll else 4)
+    model = ar.compile(spec)
+    est = budget.estimate(spec)
+    b = 64
+
+    def xla(compiled) -> int:
+        ma = compiled.memory_analysis()
+        return ma.temp_size_in_bytes + ma.output_size_in_bytes + ma.argument_size_in_bytes
+
+    lp = xla(ar.flat_log_prob.lower(model, jnp.zeros((b, spec.num_elements)), None).compile())
+    smp = xla(ar.flat_sample.lower(model, jax.random.key(0), b, None, False).compile())
+    assert lp <= est.peak_bytes(b, "log_prob") <= 12 * lp + 10**5, (lp, est.peak_bytes(b, "log_prob"))
+    assert smp <= est.peak_bytes(b, "sample") <= 12 * smp + 10**5, (smp, est.peak_bytes(b, "sample"))
