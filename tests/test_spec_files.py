@@ -36,6 +36,7 @@ CASES = {
     "partition:per_variable": ar.PerVariable(),
     "partition:explicit_blocks": ar.ExplicitBlocks(((0, 1), (2, 3), (4, 5))),
     "conditional:logistic": ar.Logistic(parents=("a",)),
+    "conditional:linear_gaussian": ar.LinearGaussian(parents=("a",), shrinkage=0.1, min_variance=1e-4),
     "conditional:made": ar.MADE(hidden=(8, 4), num_orderings=2, ordering_family=(ar.Columns(),), seed=1,
                                 activation="tanh"),
     "conditional:pixelcnn": ar.PixelCNN(channels=4, num_layers=1),
@@ -68,7 +69,7 @@ def _specs() -> list[ar.Spec]:
     img = ar.Ordinal("img", levels=4, shape=(3, 3, 1))
     for k in CASES:
         if k.startswith("conditional:"):
-            target = img if k == "conditional:pixelcnn" else c
+            target = {"conditional:pixelcnn": img, "conditional:linear_gaussian": r}.get(k, c)
             specs.append(ar.Spec(variables=(a, target), conditionals={target.name: CASES[k]}, context_size=2 * (
                 k == "conditional:rnn")))
     heads = {"bernoulli": a, "categorical": c, "discretized_logistic_mixture": o, "gaussian": r,
