@@ -5,6 +5,11 @@ evaluated teacher-forced in one jitted pass (components are unrolled at trace ti
 one XLA program; nothing loops over elements or steps). ``sample`` runs the S steps of
 the partition inside one ``lax.scan``; every conditioner's ``step`` computes only the
 parameters of the current block, from its incremental cache.
+
+``Table`` components are the exception that makes one compiled model serve a 3-variable
+table and a 1,041-variable Bayesian network alike: they are scored together by one gather
+(``conditioners.table.TablePlan``), and a model made only of tables samples by topological
+level (``naive`` or not: a table has no cache), as ``interop.BayesNet`` does.
 """
 
 from __future__ import annotations
@@ -26,9 +31,9 @@ from .conditioners.table import (
     gathered_terms,
     normalised_cdf,
     padded_logits,
+    padded_transpose,
     table_plan,
 )
-from .conditioners.table import _padded_t as table_padded_t
 from .errors import DataError
 from .features import Encoder
 from .heads import Head
@@ -307,7 +312,7 @@ class Model(eqx.Module):
 
         def rows(part):
             xr, ur, orr = part
-            xt = gathered_complete(plan, cdf, ur.T, table_padded_t(xr), table_padded_t(orr))
+            xt = gathered_complete(plan, cdf, ur.T, padded_transpose(xr), padded_transpose(orr))
             return xt[:-1].T
 
         chunk = sampling_chunk(self.spec, n) if chunk is None else chunk

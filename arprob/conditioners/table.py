@@ -478,7 +478,7 @@ def _static_index(plan: TablePlan, xi: Int[Array, "b d"]) -> list[Int[Array, " b
 
 
 def _transposed_index(plan: TablePlan, xi: Int[Array, "b d"]) -> Int[Array, "t b"]:
-    xt = _padded_t(xi)
+    xt = padded_transpose(xi)
     return (_i32(plan.base)[:, None] + transposed_rows(plan, xt, None)) * plan.width + jnp.take(
         xt, _i32(plan.elements), axis=0)
 
@@ -505,7 +505,7 @@ def gathered_log_prob(plan: TablePlan, cells: Float[Array, " c"], x: Array) -> F
     return jnp.take(cells, _transposed_index(plan, xi), mode="clip").sum(0)
 
 
-def _padded_t(x: Int[Array, "n d"]) -> Int[Array, "d1 n"]:
+def padded_transpose(x: Int[Array, "n d"]) -> Int[Array, "d1 n"]:
     """``x`` transposed with an all-zero row ``D`` appended (what padded parent slots read)."""
     return jnp.concatenate([x.T, jnp.zeros((1, x.shape[0]), x.dtype)], axis=0)
 
