@@ -84,7 +84,7 @@ BENCHMARKS: dict[str, Bench] = {
     "train_mnist": Bench(
         "bench_train_mnist.py", (), ("--steps", "10", "--log-every", "5", "--batch-size", "16"), 3600, 90
     ),
-    "ood": Bench("bench_ood.py", (), ("--records", "2048", "--repeats", "2"), 1800, 60),
+    "ood": Bench("bench_ood.py", (), ("--records", "2048", "--repeats", "2"), 1800, 180),
     "stream": Bench("bench_stream.py", (), ("--quick",), 3600, 60),
     "bayesnet": Bench("bench_bayesnet.py", (), ("--repeats", "2", "--skip-bif", "--pgmpy-rows", "10"), 1800, 60),
     "profile_wavenet": Bench("profile_wavenet.py", (), ("--batch", "32", "--repeats", "1"), 1800, 60),
