@@ -118,7 +118,7 @@ def image_spec(levels: int, args) -> ar.Spec:
         variable, head = ar.Binary("img", shape=(28, 28)), None
     else:
         variable, head = ar.Ordinal("img", levels=levels, shape=(28, 28)), ar.DiscretizedLogisticMixture(5)
-    if args.conditioner == "made":  # --quick: compiles in seconds
+    if args.conditioner == "made":  # an alternative to try; the documented run uses PixelCNN
         cond = ar.MADE(hidden=(args.channels,), head=head, dropout=args.dropout)
     else:
         channels = args.binary_channels if levels == 2 else args.channels
