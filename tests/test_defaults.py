@@ -149,9 +149,13 @@ def test_a_failed_write_leaves_the_old_file(tmp_path):
 
 # ------------------------------------------------------------------ learning rate
 def test_cli_learning_rate_defaults_are_the_apis():
+    from arprob.cli.model_jobs import FIT_DEFAULTS
+
     parser = build_parser()
-    for argv in (["digits"], ["fit", "s.toml", "d.npz", "--out", "m.ckpt"]):
-        assert parser.parse_args(argv).learning_rate == DEFAULT_LEARNING_RATE
+    assert parser.parse_args(["digits"]).learning_rate == DEFAULT_LEARNING_RATE
+    # fit: None means "not given" (a resumed run keeps its stored rate), then arprob.fit's default
+    assert parser.parse_args(["fit", "s.toml", "d.npz", "--out", "m.ckpt"]).learning_rate is None
+    assert FIT_DEFAULTS["learning_rate"] is None
     sub = next(a for a in parser._actions if a.dest == "command").choices
     for name in ("digits", "fit"):
         assert f"default: {DEFAULT_LEARNING_RATE}" in " ".join(sub[name].format_help().split())
