@@ -176,9 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("calibration", help=f"in-distribution records held out from training: {DATA_FORMATS}")
     p.add_argument("data", help=f"records to test: {DATA_FORMATS}")
     p.add_argument("--fpr", type=_fraction, default=0.05, help="target false-positive rate")
-    p.add_argument("--correction", choices=("none", "likelihood_ratio", "complexity"), default="none",
-                   help="score correction")
-    p.add_argument("--background", default=None, help="background checkpoint (needed by likelihood_ratio)")
+    p.add_argument("--correction", choices=("none", "likelihood_ratio", "complexity", "fused"), default="none",
+                   help="score correction (fused: NLL, complexity and, with --background, the likelihood ratio; "
+                        "docs/ood.md)")
+    p.add_argument("--background", default=None,
+                   help="background checkpoint (needed by likelihood_ratio, optional for fused)")
     p.add_argument("--two-sided", action="store_true", help="also flag records that are too likely")
     p.add_argument("--labels", default=None,
                    help=".npy or .csv of 0/1 per record of DATA (1 = anomalous): the report then shows the AUROC")

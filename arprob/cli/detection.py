@@ -52,9 +52,9 @@ def detect(args: argparse.Namespace) -> int:
     model = load_checkpoint_model(args.model)
     correction = None if args.correction == "none" else args.correction
     background = None
-    if correction == "likelihood_ratio":
-        if args.background is None:
-            raise ValueError("--correction likelihood_ratio needs --background BACKGROUND.ckpt")
+    if correction == "likelihood_ratio" and args.background is None:
+        raise ValueError("--correction likelihood_ratio needs --background BACKGROUND.ckpt")
+    if correction in ("likelihood_ratio", "fused") and args.background is not None:
         background = load_checkpoint_model(args.background)
     det = ar.ood.Detector.fit(
         model, args.calibration, fpr=args.fpr, two_sided=args.two_sided, correction=correction, background=background,
