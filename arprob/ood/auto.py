@@ -38,7 +38,7 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from ..checkpoint import CheckpointError, read_npy, read_verified, write_verified
 from ..errors import DataError
 from ..structure import bic_search, chow_liu
-from .columns import Column, as_columns, element_names, encode, infer_schema
+from .columns import Column, as_columns, encode, infer_schema
 from .conformal import benjamini_hochberg, conformal_p_values
 from .tabular import Gaussian, Kernel, Tables, logsumexp, onehot
 
@@ -508,7 +508,6 @@ class AutoDetector(OutlierMixin, BaseEstimator):
         ``-log p(x_j | x_<j)``, each term a difference of marginals (missing entries and the
         later columns marginalised), so a row sums to the record's score exactly."""
         codes, reals = self._encode(X)
-        disc_names, real_names = element_names(self.schema_)
         discrete_cols = [c for c in self.schema_ if c.kind != "real"]
         real_cols = [c for c in self.schema_ if c.kind == "real"]
         gaussian = self.members_[0].gaussian
@@ -533,7 +532,6 @@ class AutoDetector(OutlierMixin, BaseEstimator):
             previous = current
         unseen = tuple(tuple(name for name, part, idx in spans if part == "d" and np.any(codes[r, idx] == -2))
                        for r in range(codes.shape[0]))
-        del disc_names, real_names
         return Explanation(columns=tuple(name for name, _, _ in spans), values=values, unseen=unseen)
 
     # ------------------------------------------------------------------ report

@@ -237,15 +237,3 @@ def encode(schema: tuple[Column, ...], columns: dict[str, np.ndarray]) -> tuple[
     return (np.stack(codes, 1) if codes else np.zeros((n, 0), np.int64),
             np.stack(reals, 1) if reals else np.zeros((n, 0)))
 
-
-def element_names(schema: tuple[Column, ...]) -> tuple[list[str], list[str]]:
-    """Names of the discrete elements (``col`` or ``col[i]`` for pixels) and of the real columns."""
-    disc, real = [], []
-    for c in schema:
-        if c.kind == "real":
-            real.append(c.name)
-        elif c.kind == "ordinal":
-            disc.extend(f"{c.name}[{i}]" for i in range(c.size))
-        else:
-            disc.append(c.name)
-    return disc, real
