@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import csv
 import os
-import stat
 from pathlib import Path
 
 import numpy as np
 
 from .errors import DataError
+from .fileio import check_regular_file
 
 MAX_FIELD = 1 << 20
 MAX_PNG_PIXELS = 1 << 24
@@ -33,12 +33,7 @@ MISSING_TEXT = frozenset({"", "na", "n/a", "nan", "null", "none"})
 
 
 def _regular(path: Path) -> None:
-    try:
-        mode = path.stat().st_mode
-    except OSError as err:
-        raise DataError(f"{path}: cannot read ({err.strerror or err}).") from None
-    if not stat.S_ISREG(mode):
-        raise DataError(f"{path}: not a regular file (a FIFO, device or socket is not read).")
+    check_regular_file(path, "data file", error=DataError)
 
 
 def read_records_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:

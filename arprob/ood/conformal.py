@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DataError
+from .detector import rank_p_values
 
 
 def conformal_p_values(calibration: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -26,7 +27,7 @@ def conformal_p_values(calibration: np.ndarray, scores: np.ndarray) -> np.ndarra
     s = np.asarray(scores, np.float64)
     if cal.size == 0 or np.any(np.isnan(cal)) or np.any(np.isnan(s)):
         raise DataError("conformal p-values need a non-empty calibration set and scores that are not NaN.")
-    return (1 + cal.size - np.searchsorted(cal, s, side="left")) / (cal.size + 1)
+    return rank_p_values(cal, s)
 
 
 def benjamini_hochberg(p_values: np.ndarray, fdr: float) -> np.ndarray:
